@@ -1,0 +1,85 @@
+"""unseen: tell, for every input a model receives, whether the model has seen anything like it.
+
+>>> import numpy as np, unseen
+>>> X = np.random.default_rng(0).normal(size=(1000, 16))
+>>> det = unseen.KNN(k=10).fit(X)
+>>> det.predict(X[:3] + 100)
+array([-1, -1, -1])
+
+Detector classes are imported on first use, so ``import unseen`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import metrics
+from .base import Detector
+from .exceptions import InputError, MissingDependencyError, NotFittedError, PersistenceError, UnseenError
+from .persistence import load, save
+from .registry import DetectorInfo, get_detector, list_detectors, register
+
+__version__ = "0.1.0"
+
+_DETECTOR_CLASSES = {
+    "ASHB": "shaping",
+    "ASHP": "shaping",
+    "ASHS": "shaping",
+    "DICE": "shaping",
+    "Energy": "logits",
+    "Ensemble": "ensemble",
+    "Entropy": "logits",
+    "FDBD": "boundary",
+    "GEN": "logits",
+    "Gaussian": "gaussian",
+    "KLMatching": "logits",
+    "KNN": "neighbors",
+    "MSP": "logits",
+    "Mahalanobis": "gaussian",
+    "MaxLogit": "logits",
+    "NECO": "subspace",
+    "NNGuide": "neighbors",
+    "OpenMax": "openset",
+    "ReAct": "shaping",
+    "RelativeMahalanobis": "gaussian",
+    "Residual": "subspace",
+    "SCALE": "shaping",
+    "SHE": "boundary",
+    "TemperatureScaledMSP": "logits",
+    "ViM": "subspace",
+}
+
+__all__ = sorted(
+    [
+        "Detector",
+        "DetectorInfo",
+        "InputError",
+        "MissingDependencyError",
+        "NotFittedError",
+        "PersistenceError",
+        "UnseenError",
+        "__version__",
+        "get_detector",
+        "list_detectors",
+        "load",
+        "metrics",
+        "register",
+        "save",
+        *_DETECTOR_CLASSES,
+    ]
+)
+
+
+def __getattr__(name: str) -> Any:
+    module = _DETECTOR_CLASSES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'unseen' has no attribute {name!r}")
+    import importlib
+
+    cls = getattr(importlib.import_module(f"unseen.detectors.{module}"), name)
+    globals()[name] = cls
+    return cls
+
+
+def __dir__() -> list[str]:
+    return __all__

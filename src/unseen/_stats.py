@@ -1,0 +1,88 @@
+"""Numerical building blocks shared by detectors: mergeable moments, whitening, softmax helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import logsumexp, softmax
+
+__all__ = ["ClassMoments", "logsumexp_rows", "pinv_whitening", "softmax_rows", "sym_eig_desc"]
+
+
+def logsumexp_rows(f: np.ndarray, T: float = 1.0) -> np.ndarray:
+    """``T * logsumexp(f / T)`` over the last axis, in float64."""
+    return T * logsumexp(np.asarray(f, dtype=np.float64) / T, axis=1)
+
+
+def softmax_rows(f: np.ndarray, T: float = 1.0) -> np.ndarray:
+    """Softmax of ``f / T`` over the last axis, in float64 (float32 saturates MSP at exactly 1.0)."""
+    return softmax(np.asarray(f, dtype=np.float64) / T, axis=1)
+
+
+class ClassMoments:
+    """Per-class counts and means plus the pooled within-class scatter, merged block by block.
+
+    The pooled scatter is ``sum_c sum_{i in c} (x_i - mu_c)(x_i - mu_c)^T``. Blocks are centred on their
+    own class means before the product and merged with Chan et al.'s update, so the result is as accurate
+    as a two-pass computation and never forms raw second moments. Memory: ``C*D + D*D`` floats, whatever
+    the number of rows; a class-agnostic model is the case of a single class.
+    """
+
+    def __init__(self, n_features: int, n_classes: int = 1):
+        self.counts = np.zeros(n_classes, dtype=np.int64)
+        self.means = np.zeros((n_classes, n_features))
+        self.scatter = np.zeros((n_features, n_features))
+
+    def update(self, X: np.ndarray, y: np.ndarray | None = None) -> None:
+        """Add a block ``X`` with class indices ``y`` (``None`` for the single-class case)."""
+        n_classes = self.counts.shape[0]
+        if y is None:
+            y = np.zeros(X.shape[0], dtype=np.int64)
+        counts_b = np.bincount(y, minlength=n_classes)
+        sums_b = np.zeros((n_classes, X.shape[1]))
+        if n_classes == 1:
+            sums_b[0] = X.sum(0, dtype=np.float64)
+        else:
+            np.add.at(sums_b, y, X)
+        present = counts_b > 0
+        means_b = np.zeros_like(sums_b)
+        means_b[present] = sums_b[present] / counts_b[present, None]
+        Xc = X - means_b.astype(X.dtype)[y]
+        scatter_b = (Xc.T @ Xc).astype(np.float64)
+
+        n_a, n_b = self.counts, counts_b
+        n = n_a + n_b
+        delta = means_b - self.means
+        w = np.zeros(n_classes)
+        w[present] = n_a[present] * n_b[present] / n[present]
+        self.scatter += scatter_b + (delta * w[:, None]).T @ delta
+        self.means[present] += delta[present] * (n_b[present] / n[present])[:, None]
+        self.counts = n
+
+    @property
+    def n(self) -> int:
+        return int(self.counts.sum())
+
+    def total_mean(self) -> np.ndarray:
+        return (self.counts[:, None] * self.means).sum(0) / self.n
+
+    def total_scatter(self) -> np.ndarray:
+        """Scatter around the overall mean: within-class plus between-class."""
+        d = self.means - self.total_mean()
+        return self.scatter + (d * self.counts[:, None]).T @ d
+
+
+def sym_eig_desc(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (descending) and eigenvectors (columns) of a symmetric matrix, in float64."""
+    vals, vecs = np.linalg.eigh(np.asarray(S, dtype=np.float64))
+    return vals[::-1].copy(), vecs[:, ::-1].copy()
+
+
+def pinv_whitening(cov: np.ndarray) -> np.ndarray:
+    """A (D, r) matrix ``L`` with ``L @ L.T == pinvh(cov)`` (SciPy's ``pinvh`` cut-off).
+
+    Mahalanobis distances then cost one product: ``(x - m) P (x - m)^T == ||(x - m) @ L||^2``.
+    """
+    vals, vecs = sym_eig_desc(cov)
+    cutoff = np.abs(vals).max() * cov.shape[0] * np.finfo(np.float64).eps
+    keep = vals > cutoff
+    return vecs[:, keep] / np.sqrt(vals[keep])

@@ -1,0 +1,328 @@
+"""Validation at the boundary: every array a user hands in passes through here once."""
+
+from __future__ import annotations
+
+import itertools
+import mmap
+import numbers
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .exceptions import InputError
+
+DEFAULT_CHUNK_ROWS = 16384
+
+
+def as_float_array(X: Any, *, owner: str, what: str = "X", n_features: int | None = None) -> np.ndarray:
+    """Return ``X`` as a finite 2-D float32/float64 array, or raise an :class:`InputError` that says why.
+
+    float32 input stays float32 (memory and speed); anything else becomes float64.
+    """
+    if isinstance(X, (str, os.PathLike)):
+        raise InputError(
+            f"{owner} got a path ({X!s}) as {what}; this method needs an array. "
+            f"Load it first, e.g. np.load({str(X)!r}, mmap_mode='r')."
+        )
+    try:
+        arr = np.asarray(X)
+    except Exception as exc:  # ragged lists and other things NumPy refuses
+        raise InputError(f"{owner} could not read {what} as a numeric array: {exc}") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise InputError(f"{owner} expected a numeric array for {what}, got dtype {arr.dtype}.")
+    if np.iscomplexobj(arr):
+        raise InputError(f"{owner} expected real numbers in {what}, got complex dtype {arr.dtype}.")
+    if arr.ndim != 2:
+        hint = " Use X.reshape(1, -1) for a single sample." if arr.ndim == 1 else ""
+        hint = hint or (" Flatten or pool the features to (n_samples, n_features) first." if arr.ndim > 2 else "")
+        raise InputError(
+            f"{owner} expected {what} as a 2-D array (n_samples, n_features), got shape {arr.shape}.{hint}"
+        )
+    if arr.shape[0] == 0:
+        raise InputError(f"{owner} got an empty {what} (0 samples); pass at least one row.")
+    if arr.shape[1] == 0:
+        raise InputError(f"{owner} got {what} with 0 features.")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise InputError(
+            f"{owner} was fitted on {n_features} features but got {arr.shape[1]} — "
+            f"score data from the same encoder (and layer) used to fit."
+        )
+    if arr.dtype != np.float32:
+        arr = arr.astype(np.float64, copy=False)
+    check_finite(arr, owner=owner, what=what)
+    return arr
+
+
+def check_finite(arr: np.ndarray, *, owner: str, what: str = "X", row_offset: int = 0) -> None:
+    """Raise if ``arr`` holds NaN or infinity, naming the first offending row."""
+    if not np.isfinite(arr.sum()) and not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        kind = "NaN" if np.isnan(arr[tuple(bad)]) else "infinity"
+        raise InputError(
+            f"{owner} found {kind} in {what} at row {int(bad[0]) + row_offset}, column {int(bad[1])}. "
+            "Remove or impute non-finite values before fitting or scoring."
+        )
+
+
+def check_labels(y: Any, n_samples: int, *, owner: str) -> np.ndarray:
+    """Return integer class labels of length ``n_samples`` or raise."""
+    if y is None:
+        raise InputError(
+            f"{owner} needs class labels: call fit(X, y) with y the integer class of each training row."
+        )
+    arr = np.asarray(y)
+    if arr.ndim == 2 and 1 in arr.shape:
+        arr = arr.ravel()
+    if arr.ndim != 1:
+        raise InputError(f"{owner} expected labels y as a 1-D array, got shape {arr.shape}.")
+    if arr.shape[0] != n_samples:
+        raise InputError(f"{owner} got {arr.shape[0]} labels for {n_samples} samples; pass one label per row of X.")
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.bool_)):
+        if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise InputError(
+                f"{owner} expected integer class labels, got dtype {arr.dtype}. "
+                "Encode string labels first, e.g. with sklearn.preprocessing.LabelEncoder."
+            )
+    arr = arr.astype(np.int64)
+    if arr.min() < 0:
+        raise InputError(f"{owner} expected non-negative class labels, got {arr.min()}.")
+    return arr
+
+
+def check_head(head: Any, n_features: int, *, owner: str) -> tuple[np.ndarray, np.ndarray]:
+    """Return the classifier head as ``(W, b)`` float64 arrays of shapes (C, D) and (C,)."""
+    if not isinstance(head, (tuple, list)) or len(head) != 2:
+        raise InputError(
+            f"{owner} expected head=(W, b) with W of shape (n_classes, n_features) and b of shape (n_classes,), "
+            f"got {type(head).__name__}."
+        )
+    W = np.asarray(head[0], dtype=np.float64)
+    if W.ndim != 2:
+        raise InputError(f"{owner} expected the head weight W as a 2-D array, got shape {W.shape}.")
+    if W.shape[1] != n_features:
+        hint = (
+            " It looks transposed: pass W.T (PyTorch's nn.Linear stores (out, in), Keras stores (in, out))."
+            if W.shape[0] == n_features
+            else " Use the final linear layer that consumes these features."
+        )
+        raise InputError(
+            f"{owner} got a head W of shape {W.shape} for {n_features}-dimensional features; "
+            f"expected (n_classes, {n_features}).{hint}"
+        )
+    b = np.zeros(W.shape[0]) if head[1] is None else np.asarray(head[1], dtype=np.float64).ravel()
+    if b.shape != (W.shape[0],):
+        raise InputError(f"{owner} expected the head bias b of shape ({W.shape[0]},), got {b.shape}.")
+    for name, arr in (("W", W), ("b", b)):
+        if not np.all(np.isfinite(arr)):
+            raise InputError(f"{owner} found NaN or infinity in the head's {name}.")
+    return W, b
+
+
+def check_param(
+    value: Any,
+    name: str,
+    *,
+    owner: str,
+    kind: type | tuple[type, ...] = numbers.Real,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+    choices: Iterable[Any] | None = None,
+) -> Any:
+    """Validate one hyperparameter: its type, its range or its allowed values."""
+    if choices is not None:
+        choices = list(choices)
+        if value not in choices:
+            raise InputError(f"{owner}: {name} must be one of {choices}, got {value!r}.")
+        return value
+    if isinstance(value, bool) or not isinstance(value, kind):
+        expected = getattr(kind, "__name__", str(kind))
+        raise InputError(f"{owner}: {name} must be {expected}, got {value!r} ({type(value).__name__}).")
+    if low is not None and (value < low or (value == low and not low_inclusive)):
+        op = ">=" if low_inclusive else ">"
+        raise InputError(f"{owner}: {name} must be {op} {low}, got {value!r}.")
+    if high is not None and (value > high or (value == high and not high_inclusive)):
+        op = "<=" if high_inclusive else "<"
+        raise InputError(f"{owner}: {name} must be {op} {high}, got {value!r}.")
+    return value
+
+
+# --------------------------------------------------------------------------------------------- chunks
+
+
+def _npy_reader(path: Path, owner: str) -> tuple[tuple[int, int], np.dtype, Callable[[int], Iterator[np.ndarray]]]:
+    """Read a ``.npy`` file in row blocks with plain reads, so resident memory stays one block big.
+
+    (A memory map would keep every page it touched resident until unmapped.)
+    """
+    with open(path, "rb") as fh:
+        try:
+            version = np.lib.format.read_magic(fh)
+            shape, fortran, dtype = np.lib.format._read_array_header(fh, version)  # noqa: SLF001
+        except ValueError as exc:
+            raise InputError(f"{owner} could not read {path} as a .npy file: {exc}") from None
+        header_end = fh.tell()
+    if dtype.hasobject:
+        raise InputError(f"{owner} refuses {path}: it holds Python objects (pickles), which are never loaded.")
+    if len(shape) != 2:
+        raise InputError(f"{owner} expected a 2-D array in {path}, got shape {shape}.")
+    if fortran:
+        raise InputError(f"{owner} needs a C-ordered array in {path}; save it with np.save(np.ascontiguousarray(X)).")
+
+    def blocks(rows: int) -> Iterator[np.ndarray]:
+        row_bytes = shape[1] * dtype.itemsize
+        with open(path, "rb") as fh:
+            fh.seek(header_end)
+            for start in range(0, shape[0], rows):
+                n = min(rows, shape[0] - start)
+                buf = np.empty((n, shape[1]), dtype=dtype)
+                got = fh.readinto(memoryview(buf).cast("B"))
+                if got != n * row_bytes:
+                    raise InputError(f"{owner}: {path} is truncated (expected {shape[0]} rows).")
+                yield buf
+
+    return (int(shape[0]), int(shape[1])), dtype, blocks
+
+
+def _memmap_blocks(arr: np.memmap, rows: int) -> Iterator[np.ndarray]:
+    """Copy row blocks out of a memory map, releasing the pages read so far when the map is read-only.
+
+    Without the release, every page touched stays resident and a pass over a file larger than memory
+    would show its whole size in the process's resident set.
+    """
+    mm = getattr(arr, "_mmap", None)
+    release = mm is not None and getattr(arr, "mode", "") == "r" and hasattr(mmap, "MADV_DONTNEED")
+    for i in range(0, arr.shape[0], rows):
+        block = np.array(arr[i : i + rows])
+        if release:
+            mm.madvise(mmap.MADV_DONTNEED)
+        yield block
+
+
+class ChunkSource:
+    """Row blocks of a data matrix that may not fit in memory, validated as they are read.
+
+    Accepts an array (including ``np.memmap``), a path to a ``.npy`` file, a list/tuple of 2-D arrays,
+    or a zero-argument callable that returns a fresh iterator of 2-D arrays. A one-shot iterator
+    (a generator) is accepted too, but can be read once only.
+
+    Iterating yields ``(start_row, block)`` with ``block`` a finite float32/float64 array.
+    """
+
+    def __init__(self, data: Any, *, owner: str, chunk_rows: int = DEFAULT_CHUNK_ROWS, n_features: int | None = None):
+        self.owner = owner
+        self.chunk_rows = int(chunk_rows)
+        self._expected_features = n_features
+        self._factory: Callable[[], Iterator[np.ndarray]]
+        self.n_samples: int | None = None
+        self.reiterable = True
+        self._used = False
+        if isinstance(data, (str, os.PathLike)):
+            path = Path(data)
+            if path.suffix != ".npy" or not path.is_file():
+                raise InputError(f"{owner} expected an existing .npy file, got {path}.")
+            shape, _, blocks = _npy_reader(path, owner)
+            self.n_samples = shape[0]
+            self._factory = lambda: blocks(self.chunk_rows)
+        elif isinstance(data, np.memmap) and data.ndim == 2:
+            self.n_samples = data.shape[0]
+            self._factory = lambda: _memmap_blocks(data, self.chunk_rows)
+        elif isinstance(data, np.ndarray) or hasattr(data, "__array__"):
+            arr = np.asarray(data)
+            if arr.ndim != 2:
+                as_float_array(arr, owner=owner)  # raises the standard shape error
+            self.n_samples = arr.shape[0]
+            self._factory = lambda: (arr[i : i + self.chunk_rows] for i in range(0, max(arr.shape[0], 1), self.chunk_rows))
+        elif isinstance(data, (list, tuple)):
+            if len(data) == 0:
+                raise InputError(f"{owner} got an empty list of chunks.")
+            items = list(data)
+            self._factory = lambda: iter(items)
+        elif callable(data):
+            self._factory = data
+        elif isinstance(data, Iterable):
+            # A one-shot iterator: peek at the first block for its width, then put it back in front.
+            self.reiterable = False
+            it = iter(data)
+            first = next(it, None)
+            if first is None:
+                raise InputError(f"{owner} got an empty iterator; pass at least one non-empty chunk.")
+            self._factory = lambda: itertools.chain([first], it)
+            self._peeked = first
+        else:
+            raise InputError(
+                f"{owner} expected an array, a .npy path, a list of arrays or an iterable of arrays, "
+                f"got {type(data).__name__}."
+            )
+
+        if self._expected_features is None:
+            first = getattr(self, "_peeked", None)
+            if first is None:
+                first = next(iter(self._factory()), None)
+            if first is None:
+                raise InputError(f"{owner} got no data; pass at least one non-empty chunk.")
+            first = np.asarray(first)
+            if first.ndim != 2:
+                as_float_array(first, owner=owner, what="the first chunk")
+            self._expected_features = int(first.shape[1])
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        if not self.reiterable and self._used:
+            raise InputError(
+                f"{self.owner} needs to read the data twice, but it was given a one-shot iterator. "
+                "Pass an array, a .npy path, a list of arrays or a callable that returns a new iterator."
+            )
+        self._used = True
+        start = 0
+        for block in self._factory():
+            arr = np.asarray(block)
+            if arr.ndim == 2 and arr.shape[0] == 0:
+                continue
+            arr = as_float_array(arr, owner=self.owner, what=f"the chunk starting at row {start}", n_features=self._expected_features)
+            yield start, arr
+            start += arr.shape[0]
+        if start == 0:
+            raise InputError(f"{self.owner} got no data rows; pass at least one non-empty chunk.")
+        self.n_samples = start
+
+    @property
+    def n_features(self) -> int | None:
+        return self._expected_features
+
+
+class Reservoir:
+    """A uniform random sample of at most ``size`` rows from a stream of blocks (priority sampling)."""
+
+    def __init__(self, size: int, seed: int = 0):
+        self.size = size
+        self._rng = np.random.default_rng(seed)
+        self._keys = np.empty(0)
+        self._rows: np.ndarray | None = None
+        self._index = np.empty(0, dtype=np.int64)
+
+    def add(self, start: int, block: np.ndarray) -> None:
+        keys = self._rng.random(block.shape[0])
+        rows = block if self._rows is None else np.concatenate([self._rows, block])
+        keys = np.concatenate([self._keys, keys])
+        index = np.concatenate([self._index, np.arange(start, start + block.shape[0])])
+        if keys.shape[0] > self.size:
+            keep = np.argpartition(keys, self.size - 1)[: self.size]
+            keep.sort()
+            rows, keys, index = rows[keep], keys[keep], index[keep]
+        self._rows, self._keys, self._index = np.array(rows), keys, index
+
+    @property
+    def rows(self) -> np.ndarray:
+        order = np.argsort(self._index)
+        assert self._rows is not None
+        return self._rows[order]
+
+    @property
+    def index(self) -> np.ndarray:
+        return np.sort(self._index)

@@ -1,0 +1,36 @@
+"""Exceptions raised by unseen.
+
+Every error says what was expected, what came, and how to fix it. All of them derive from
+:class:`UnseenError`, and the input errors also from :class:`ValueError` so that code written for
+scikit-learn keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "InputError",
+    "MissingDependencyError",
+    "NotFittedError",
+    "PersistenceError",
+    "UnseenError",
+]
+
+
+class UnseenError(Exception):
+    """Base class of every error raised by unseen."""
+
+
+class InputError(UnseenError, ValueError):
+    """Data or hyperparameters that a detector cannot use (wrong shape, NaN, missing labels, ...)."""
+
+
+class NotFittedError(UnseenError, AttributeError):
+    """A detector was used before ``fit``."""
+
+
+class PersistenceError(UnseenError, OSError):
+    """A saved detector could not be written or was refused when read (tampered, truncated, foreign, newer)."""
+
+
+class MissingDependencyError(UnseenError, ImportError):
+    """An optional dependency is missing; the message carries the command that installs it."""
