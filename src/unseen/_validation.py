@@ -17,7 +17,9 @@ from .exceptions import InputError
 DEFAULT_CHUNK_ROWS = 16384
 
 
-def as_float_array(X: Any, *, owner: str, what: str = "X", n_features: int | None = None) -> np.ndarray:
+def as_float_array(
+    X: Any, *, owner: str, what: str = "X", n_features: int | None = None, row_offset: int = 0
+) -> np.ndarray:
     """Return ``X`` as a finite 2-D float32/float64 array, or raise an :class:`InputError` that says why.
 
     float32 input stays float32 (memory and speed); anything else becomes float64.
@@ -52,7 +54,7 @@ def as_float_array(X: Any, *, owner: str, what: str = "X", n_features: int | Non
         )
     if arr.dtype != np.float32:
         arr = arr.astype(np.float64, copy=False)
-    check_finite(arr, owner=owner, what=what)
+    check_finite(arr, owner=owner, what=what, row_offset=row_offset)
     return arr
 
 
@@ -164,7 +166,8 @@ def _npy_reader(path: Path, owner: str) -> tuple[tuple[int, int], np.dtype, Call
     with open(path, "rb") as fh:
         try:
             version = np.lib.format.read_magic(fh)
-            shape, fortran, dtype = np.lib.format._read_array_header(fh, version)  # noqa: SLF001
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(fh)
         except ValueError as exc:
             raise InputError(f"{owner} could not read {path} as a .npy file: {exc}") from None
         header_end = fh.tell()
@@ -284,7 +287,9 @@ class ChunkSource:
             arr = np.asarray(block)
             if arr.ndim == 2 and arr.shape[0] == 0:
                 continue
-            arr = as_float_array(arr, owner=self.owner, what=f"the chunk starting at row {start}", n_features=self._expected_features)
+            arr = as_float_array(
+                arr, owner=self.owner, what=f"the chunk starting at row {start}", n_features=self._expected_features, row_offset=start
+            )
             yield start, arr
             start += arr.shape[0]
         if start == 0:
