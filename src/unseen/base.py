@@ -277,8 +277,8 @@ class Detector:
     def save(self, path: str | Path) -> Path:
         """Save the fitted detector without pickle: a JSON manifest plus ``.npz`` arrays.
 
-        A path ending in ``.unseen`` (or any suffix) gives one file; a path ending in ``/`` or an existing
-        directory gives a directory with ``manifest.json`` and ``arrays.npz``.
+        A path with a suffix (``knn.unseen``) gives one file; a path without a suffix, or an existing
+        directory, gives a directory holding ``manifest.json`` and ``arrays.npz``.
 
         Examples
         --------

@@ -83,7 +83,7 @@ def _encode(det: Any, prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, A
 
 
 def save(detector: Any, path: str | Path) -> Path:
-    """Save a fitted detector to ``path`` (one file, or a directory if ``path`` ends with ``/`` or is one).
+    """Save a fitted detector to ``path``: one file if it has a suffix (``knn.unseen``), else a directory.
 
     Examples
     --------
@@ -92,7 +92,7 @@ def save(detector: Any, path: str | Path) -> Path:
     from . import __version__
 
     path = Path(path)
-    as_dir = str(path).endswith(("/", "\\")) or path.is_dir()
+    as_dir = path.is_dir() or not path.suffix
     arrays: dict[str, np.ndarray] = {}
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "library_version": __version__}
     manifest.update(_encode(detector, "", arrays))

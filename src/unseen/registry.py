@@ -107,8 +107,11 @@ def _load(name: str) -> type:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        hint = f' Install it with: pip install "unseen[{extra}]"' if extra else ""
-        raise MissingDependencyError(f"Detector {name!r} needs a package that is missing ({exc.name}).{hint}") from exc
+        if key in _BUILTIN and extra is None:
+            raise  # a built-in detector that does not import is a bug, not a missing extra
+        raise MissingDependencyError(
+            f'Detector {name!r} needs a package that is missing ({exc.name}). Install it with: pip install "unseen[{extra}]"'
+        ) from exc
     return getattr(module, cls_name)
 
 

@@ -1,0 +1,142 @@
+"""Saving without pickle: round trips, and refusals that say which problem they found."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+import unseen
+from unseen.exceptions import PersistenceError
+from unseen.persistence import FORMAT_VERSION
+
+
+@pytest.fixture
+def saved(data, tmp_path):
+    det = unseen.Mahalanobis().fit(data.X, data.y)
+    return det, det.save(tmp_path / "det.unseen")
+
+
+def rewrite(path, manifest=None, arrays=None):
+    with zipfile.ZipFile(path) as zf:
+        m, a = zf.read("manifest.json"), zf.read("arrays.npz")
+    m = manifest(json.loads(m)) if manifest else json.loads(m)
+    a = arrays(a) if arrays else a
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("manifest.json", json.dumps(m))
+        zf.writestr("arrays.npz", a)
+
+
+def test_round_trip_file_and_directory(data, saved, tmp_path):
+    det, path = saved
+    assert zipfile.is_zipfile(path)
+    for p in (path, det.save(tmp_path / "as_dir")):
+        again = unseen.load(p)
+        np.testing.assert_array_equal(again.score_samples(data.X_ood), det.score_samples(data.X_ood))
+        assert again.offset_ == det.offset_ and again.get_params() == det.get_params()
+    assert (tmp_path / "as_dir" / "manifest.json").is_file()
+
+
+def test_manifest_describes_the_detector(saved):
+    _, path = saved
+    with zipfile.ZipFile(path) as zf:
+        m = json.loads(zf.read("manifest.json"))
+        names = zf.namelist()
+    assert names == ["manifest.json", "arrays.npz"]
+    assert m["format"] == "unseen-detector" and m["format_version"] == FORMAT_VERSION
+    assert m["detector"] == "mahalanobis" and m["library_version"] == unseen.__version__
+    assert set(m["arrays"]) >= {"whitening_", "centers_", "location_", "classes_"}
+    assert all(len(ref["sha256"]) == 64 for ref in m["arrays"].values())
+
+
+def test_arrays_are_read_without_pickle(saved, monkeypatch):
+    _, path = saved
+    calls = []
+    real_load = np.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("allow_pickle"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(np, "load", spy)
+    unseen.load(path)
+    assert calls == [False]
+
+
+def test_tampered_array_is_refused(saved):
+    _, path = saved
+
+    def flip(blob):
+        b = bytearray(blob)
+        b[len(b) // 2] ^= 0xFF
+        return bytes(b)
+
+    rewrite(path, arrays=flip)
+    with pytest.raises(PersistenceError, match="tampered"):
+        unseen.load(path)
+
+
+def test_tampered_array_with_forged_file_checksum_is_refused(saved):
+    """Even with the whole-file checksum recomputed, each array's checksum must still match."""
+    import hashlib
+    import io
+
+    _, path = saved
+    with zipfile.ZipFile(path) as zf:
+        npz = dict(np.load(io.BytesIO(zf.read("arrays.npz"))))
+    npz["location_"] = npz["location_"] + 1.0
+    buf = io.BytesIO()
+    np.savez(buf, **npz)
+
+    def forge(m):
+        m["arrays_sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
+        return m
+
+    rewrite(path, manifest=forge, arrays=lambda _: buf.getvalue())
+    with pytest.raises(PersistenceError, match="tampered.*location_"):
+        unseen.load(path)
+
+
+def test_truncated_file_is_refused(saved):
+    _, path = saved
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(PersistenceError, match="truncated"):
+        unseen.load(path)
+
+
+def test_foreign_files_are_refused(tmp_path):
+    text = tmp_path / "notes.unseen"
+    text.write_text("hello")
+    with pytest.raises(PersistenceError, match="foreign"):
+        unseen.load(text)
+    other_zip = tmp_path / "other.zip"
+    with zipfile.ZipFile(other_zip, "w") as zf:
+        zf.writestr("x.txt", "x")
+    with pytest.raises(PersistenceError, match="foreign"):
+        unseen.load(other_zip)
+    with pytest.raises(PersistenceError, match="does not exist"):
+        unseen.load(tmp_path / "missing.unseen")
+
+
+def test_foreign_manifest_is_refused(saved):
+    _, path = saved
+    rewrite(path, manifest=lambda m: {**m, "format": "something-else"})
+    with pytest.raises(PersistenceError, match="foreign"):
+        unseen.load(path)
+
+
+def test_newer_format_is_refused_with_upgrade_hint(saved):
+    _, path = saved
+    rewrite(path, manifest=lambda m: {**m, "format_version": FORMAT_VERSION + 1, "library_version": "9.0"})
+    with pytest.raises(PersistenceError, match="newer.*upgrade unseen"):
+        unseen.load(path)
+
+
+def test_unknown_detector_is_refused(saved):
+    _, path = saved
+    rewrite(path, manifest=lambda m: {**m, "detector": "no_such_detector"})
+    with pytest.raises(PersistenceError, match="no_such_detector"):
+        unseen.load(path)
