@@ -37,6 +37,10 @@ def make_data(seed: int = 0, n: int = 600, n_test: int = 200, D: int = 32, C: in
         return XX, yy
 
     X, y = draw(n)
+    # Some training labels are wrong, as in real data; otherwise the classes are perfectly separable and
+    # temperature scaling drives T to its lower bound.
+    flip = rng.random(n) < 0.08
+    y = np.where(flip, rng.integers(0, C, n), y)
     X_test, y_test = draw(n_test)
     # Far-OOD: features with a different sparsity pattern and larger, unstructured activations.
     X_ood = np.abs(rng.normal(loc=0.0, scale=4.0, size=(n_test, D))) * (rng.random((n_test, D)) < 0.7)

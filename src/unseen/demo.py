@@ -12,6 +12,7 @@ Run it with ``python -m unseen.demo`` or ``unseen demo``.
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
 
@@ -74,6 +75,7 @@ def run(seed: int = 0, verbose: bool = True) -> list[dict]:
               f"closed-set accuracy {correct.mean():.3f}")
     rows = []
     infos = list_detectors()
+    show_progress = verbose and sys.stdout.isatty()
     for i, info in enumerate(infos, 1):
         det = get_detector(info.name, **PARAMS.get(info.name, {}))
         needs_val = info.name == "temp_msp"  # temperature is fitted on held-out data, as in the references
@@ -86,9 +88,9 @@ def run(seed: int = 0, verbose: bool = True) -> list[dict]:
             s_ood = det.score_samples(F)
             m = metrics.evaluate(s_id, s_ood, id_correct=correct)
             rows.append({"detector": info.name, "ood": ood_name, **m, "seconds": time.perf_counter() - t0})
-        if verbose:
+        if show_progress:
             print(f"\r  [{i}/{len(infos)}] {info.name:<12}", end="", flush=True)
-    if verbose:
+    if show_progress:
         print("\r" + " " * 40 + "\r", end="")
     return rows
 
