@@ -103,7 +103,7 @@ def test_calibrate_resets_threshold_on_held_out_data(data, name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("layout", ["file.unseen", "dir/"])
+@pytest.mark.parametrize("layout", ["file.unseen", "directory"])
 def test_save_load_gives_identical_scores(fitted, data, name, layout, tmp_path):
     det = fitted[name]
     X = score_input(det, data, data.X_ood)

@@ -1,9 +1,9 @@
 """unseen: tell, for every input a model receives, whether the model has seen anything like it.
 
 >>> import numpy as np, unseen
->>> X = np.random.default_rng(0).normal(size=(1000, 16))
+>>> X = np.abs(np.random.default_rng(0).normal(size=(1000, 16)))  # non-negative, like ReLU features
 >>> det = unseen.KNN(k=10).fit(X)
->>> det.predict(X[:3] + 100)
+>>> det.predict(-X[:3])
 array([-1, -1, -1])
 
 Detector classes are imported on first use, so ``import unseen`` stays fast.
