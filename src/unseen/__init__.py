@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import metrics
+from . import decisions, metrics
 from .base import Detector
+from .decisions import ConformalFlagger
 from .exceptions import InputError, MissingDependencyError, NotFittedError, PersistenceError, UnseenError
 from .persistence import load, save
 from .registry import DetectorInfo, get_detector, list_detectors, register
@@ -51,6 +52,7 @@ _DETECTOR_CLASSES = {
 
 __all__ = sorted(
     [
+        "ConformalFlagger",
         "Detector",
         "DetectorInfo",
         "InputError",
@@ -59,6 +61,7 @@ __all__ = sorted(
         "PersistenceError",
         "UnseenError",
         "__version__",
+        "decisions",
         "get_detector",
         "list_detectors",
         "load",
