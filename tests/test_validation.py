@@ -84,3 +84,20 @@ def test_path_given_to_scoring_is_explained(data, tmp_path):
     det = unseen.Gaussian().fit(data.X)
     with pytest.raises(InputError, match="np.load"):
         det.score_samples(str(tmp_path / "x.npy"))
+
+
+def test_reservoir_sample_is_uniform_and_consistent():
+    from unseen._validation import Reservoir
+
+    X = np.arange(20_000 * 2, dtype=float).reshape(-1, 2)
+    hits = np.zeros(len(X))
+    for seed in range(100):
+        r = Reservoir(500, seed)
+        for s in range(0, len(X), 3000):
+            r.add(s, X[s : s + 3000])
+        idx = r.index
+        assert len(np.unique(idx)) == 500
+        np.testing.assert_array_equal(r.rows[:, 0], X[idx, 0])
+        hits[idx] += 1
+    # each row is kept with probability 500/20000; every tenth of the stream gets its share (2.5 per row)
+    np.testing.assert_allclose(hits.reshape(10, -1).mean(1), 2.5, rtol=0.05)

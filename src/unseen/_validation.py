@@ -302,7 +302,12 @@ class ChunkSource:
 
 
 class Reservoir:
-    """A uniform random sample of at most ``size`` rows from a stream of blocks (priority sampling)."""
+    """A uniform random sample of at most ``size`` rows from a stream of blocks (priority sampling).
+
+    Every row gets a uniform random key and the ``size`` rows with the smallest keys are kept. Once the
+    sample is full, only rows whose key beats the current largest kept key are copied (into the slots of
+    the rows they evict), so the cost per block is one random draw plus a few copied rows.
+    """
 
     def __init__(self, size: int, seed: int = 0):
         self.size = size
@@ -313,20 +318,31 @@ class Reservoir:
 
     def add(self, start: int, block: np.ndarray) -> None:
         keys = self._rng.random(block.shape[0])
-        rows = block if self._rows is None else np.concatenate([self._rows, block])
-        keys = np.concatenate([self._keys, keys])
-        index = np.concatenate([self._index, np.arange(start, start + block.shape[0])])
-        if keys.shape[0] > self.size:
-            keep = np.argpartition(keys, self.size - 1)[: self.size]
-            keep.sort()
-            rows, keys, index = rows[keep], keys[keep], index[keep]
-        self._rows, self._keys, self._index = np.array(rows), keys, index
+        if self._rows is None or self._keys.shape[0] < self.size:
+            rows = block if self._rows is None else np.concatenate([self._rows, block])
+            keys = np.concatenate([self._keys, keys])
+            index = np.concatenate([self._index, np.arange(start, start + block.shape[0])])
+            if keys.shape[0] > self.size:
+                keep = np.sort(np.argpartition(keys, self.size - 1)[: self.size])
+                rows, keys, index = rows[keep], keys[keep], index[keep]
+            self._rows, self._keys, self._index = np.array(rows), keys, index
+            return
+        # Full: only rows whose key beats the largest kept key compete, and they overwrite evicted rows in place.
+        cand = np.flatnonzero(keys < self._keys.max())
+        if cand.shape[0] == 0:
+            return
+        all_keys = np.concatenate([self._keys, keys[cand]])
+        keep = np.argpartition(all_keys, self.size - 1)[: self.size]
+        evicted = np.setdiff1d(np.arange(self.size), keep[keep < self.size], assume_unique=True)
+        incoming = keep[keep >= self.size] - self.size
+        self._rows[evicted] = block[cand[incoming]]
+        self._keys[evicted] = keys[cand[incoming]]
+        self._index[evicted] = start + cand[incoming]
 
     @property
     def rows(self) -> np.ndarray:
-        order = np.argsort(self._index)
         assert self._rows is not None
-        return self._rows[order]
+        return self._rows[np.argsort(self._index)]
 
     @property
     def index(self) -> np.ndarray:
