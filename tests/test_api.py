@@ -26,7 +26,7 @@ def test_registry_and_public_classes_agree():
     for info in infos:
         cls = getattr(unseen, info.cls_path.split(":")[1])
         assert cls.name == info.name
-        assert info.family in {"logits", "distance", "subspace", "shaping", "openset", "ensemble"}
+        assert info.family in {"logits", "distance", "subspace", "shaping", "openset", "ensemble", "learned"}
         assert info.input_kind in {"features", "logits"}
 
 

@@ -15,8 +15,9 @@ from typing import Any
 
 from . import decisions, metrics
 from .base import Detector
-from .decisions import ConformalFlagger
+from .decisions import ConformalFlagger, OpenSetClassifier
 from .exceptions import InputError, MissingDependencyError, NotFittedError, PersistenceError, UnseenError
+from .explain import explain
 from .persistence import load, save
 from .registry import DetectorInfo, get_detector, list_detectors, register
 
@@ -26,10 +27,13 @@ _DETECTOR_CLASSES = {
     "ASHB": "shaping",
     "ASHP": "shaping",
     "ASHS": "shaping",
+    "COSTARR": "costarr",
+    "DEUP": "deup",
     "DICE": "shaping",
     "Energy": "logits",
     "Ensemble": "ensemble",
     "Entropy": "logits",
+    "Evidential": "evidential",
     "FDBD": "boundary",
     "GEN": "logits",
     "Gaussian": "gaussian",
@@ -41,8 +45,10 @@ _DETECTOR_CLASSES = {
     "NECO": "subspace",
     "NNGuide": "neighbors",
     "OpenMax": "openset",
+    "SDM": "sdm",
     "ReAct": "shaping",
     "RelativeMahalanobis": "gaussian",
+    "SAGE": "sage",
     "Residual": "subspace",
     "SCALE": "shaping",
     "SHE": "boundary",
@@ -58,10 +64,12 @@ __all__ = sorted(
         "InputError",
         "MissingDependencyError",
         "NotFittedError",
+        "OpenSetClassifier",
         "PersistenceError",
         "UnseenError",
         "__version__",
         "decisions",
+        "explain",
         "get_detector",
         "list_detectors",
         "load",

@@ -21,6 +21,7 @@ examples:
   unseen fit vim --features train.npz --key feats --head head.npz --param dim=256 -o vim.unseen
   unseen fit msp --features val_logits.npy -o msp.unseen
   unseen score knn.unseen --features test.parquet -o scores.csv
+  unseen explain maha.unseen --features test.npy --train train.npy --labels y.npy --top 5 -o explain.json
   unseen demo                                        # open-set benchmark on scikit-learn's digits
 """
 
@@ -68,6 +69,27 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", required=True, type=Path, help="features to score: .npy, .npz or .parquet")
     p.add_argument("--key", help="array name inside an .npz file")
     p.add_argument("-o", "--output", required=True, type=Path, help="scores table: .csv or .parquet")
+
+    p = sub.add_parser(
+        "explain",
+        help="explain a saved detector's verdicts: nearest training rows, per-class distances, the driving signal",
+        epilog=EXAMPLES,
+        formatter_class=fmt,
+    )
+    p.add_argument("model", type=Path, help="a saved detector (from unseen fit)")
+    p.add_argument("--features", required=True, type=Path, help="rows to explain: .npy, .npz or .parquet")
+    p.add_argument("--key", help="array name inside the features .npz")
+    p.add_argument(
+        "--train", type=Path, help="the training rows the detector was fitted on, in its input space (exemplars, ID comparison)"
+    )
+    p.add_argument("--train-key", help="array name inside the training .npz")
+    p.add_argument("--labels", type=Path, help="labels of the training rows: .npy, or .npz (with --labels-key)")
+    p.add_argument("--labels-key", help="array name inside the labels .npz")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--rows", type=_parse_rows, help="row numbers to explain, e.g. 0,5,7")
+    which.add_argument("--top", type=int, metavar="N", help="explain the N least and the N most familiar rows (default 5)")
+    p.add_argument("-k", type=int, default=5, help="nearest training rows per explained row (default 5)")
+    p.add_argument("-o", "--output", type=Path, help="write the explanations as JSON, e.g. explain.json")
 
     p = sub.add_parser("demo", help="run the open-set demo on scikit-learn's bundled digits", formatter_class=fmt)
     p.add_argument("--seed", type=int, default=0)
@@ -132,6 +154,61 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_rows(text: str) -> list[int]:
+    try:
+        rows = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated row numbers, got {text!r} (e.g. --rows 0,5,7)") from None
+    if not rows:
+        raise argparse.ArgumentTypeError(f"expected comma-separated row numbers, got {text!r} (e.g. --rows 0,5,7)")
+    return rows
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain
+    from .io import read_array, read_features
+    from .persistence import load
+
+    det = load(args.model)
+    X = det._validate(read_features(args.features, args.key)[0])  # the detector's own input checks
+    n = X.shape[0]
+    if args.rows is not None:
+        bad = [r for r in args.rows if not 0 <= r < n]
+        if bad:
+            raise InputError(f"--rows {bad[0]} is out of range: {args.features} has {n} rows (0 to {n - 1}).")
+        rows = list(dict.fromkeys(args.rows))
+    else:
+        top = 5 if args.top is None else args.top
+        if top < 1:
+            raise InputError(f"--top must be at least 1, got {top}.")
+        order = np.argsort(det.score_samples(X), kind="stable")  # least familiar first
+        rows = list(dict.fromkeys([*order[:top].tolist(), *order[::-1][:top].tolist()]))
+    if args.labels is not None and args.train is None and det.name != "knn":
+        raise InputError("--labels gives the class of each --train row; pass --train (the training features) too.")
+    reference = read_features(args.train, args.train_key)[0] if args.train is not None else None
+    labels = read_array(args.labels, args.labels_key) if args.labels is not None else None
+    explanations = explain(det, X[rows], reference=reference, reference_labels=labels, k=args.k)
+    for row, e in zip(rows, explanations):
+        e.row = int(row)
+    print("\n".join(str(e) for e in explanations))
+    if args.output is not None:
+        doc = {
+            "detector": det.name,
+            "model": str(args.model),
+            "features": str(args.features),
+            "n_rows": n,
+            "threshold": float(det.offset_),
+            "explanations": [e.to_dict() for e in explanations],
+        }
+        try:
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"Could not write {args.output}: {exc}") from None
+        print(f"explained {len(explanations)} of {n} rows with {det!r}; wrote {args.output}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import main as demo_main
 
@@ -145,7 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    handler = {"detectors": _cmd_detectors, "fit": _cmd_fit, "score": _cmd_score, "demo": _cmd_demo}[args.command]
+    handler = {
+        "detectors": _cmd_detectors, "fit": _cmd_fit, "score": _cmd_score, "explain": _cmd_explain, "demo": _cmd_demo,
+    }[args.command]
     try:
         return handler(args)
     except UnseenError as exc:

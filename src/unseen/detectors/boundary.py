@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
+from .._validation import as_float_array, check_head, check_param
 from ..base import Detector
 from ..exceptions import InputError
 
@@ -32,6 +33,17 @@ class SHE(Detector):
     A class none of whose fit samples is classified correctly falls back to the mean of all its fit samples
     (OpenOOD would store NaN, pytorch-ood raises); ``n_correct_`` shows how many samples each pattern used.
     A class of the head with no fit sample at all is an error.
+
+    Enrollment: ``enroll(X_new, label)`` adds samples of a class without refitting: the pattern of ``label``
+    is updated from the counts ``n_correct_`` / ``n_samples_``, equal to a refit with the extra rows. A **new**
+    class needs a row in the head — the pattern is the mean of the samples the head classifies as that
+    class — so pass the extended head, ``enroll(X_new, C, head=(W_new, b_new))`` with ``C + 1`` rows whose
+    first ``C`` rows are the fitted ones. This equals a refit on the fit rows plus ``X_new`` as long as the
+    new row does not take over fit samples of the old classes (a fit sample now predicted as the new class
+    would drop out of its class's pattern at a refit; the fit rows are not kept, so this cannot be checked).
+    There is no ``forget``: removing a class means removing a head row, which renumbers the classes and
+    changes which fit samples count as correctly classified — refit instead. The threshold ``offset_`` is
+    kept; re-set it with ``calibrate``.
 
     Examples
     --------
@@ -87,6 +99,80 @@ class SHE(Detector):
             sums_all / n_all[:, None],
         )
         self.n_correct_ = n_correct
+        self.n_samples_ = n_all
+
+    def enroll(self, X, label: int, *, head=None) -> SHE:
+        """Add samples of a class without refitting; a new class also needs its row in the head.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Features of class ``label``.
+        label : int
+            A class of the head (``0 .. C-1``), or ``C`` for a new class together with ``head``.
+        head : tuple (W, b), optional
+            The extended head with ``C + 1`` rows, the first ``C`` equal to the fitted head.
+
+        Returns
+        -------
+        self
+
+        Examples
+        --------
+        >>> import numpy as np, unseen
+        >>> rng = np.random.default_rng(0); y = rng.integers(0, 3, 300)
+        >>> X = np.abs(rng.normal(size=(300, 8)) + 3 * np.eye(3, 8)[y])
+        >>> det = unseen.SHE().fit(X[y < 2], y[y < 2], head=(np.eye(2, 8), np.zeros(2)))
+        >>> det.enroll(X[y == 2], 2, head=(np.eye(3, 8), np.zeros(3))).patterns_.shape
+        (3, 8)
+        """
+        self._check_fitted()
+        owner = type(self).__name__
+        if getattr(self, "n_samples_", None) is None:
+            raise InputError(f"{owner} was saved by an older unseen without n_samples_; refit it to enable enroll().")
+        X = as_float_array(X, owner=owner, n_features=self.n_features_in_)
+        check_param(label, "label", owner=owner, kind=(int, np.integer), low=0)
+        label = int(label)
+        C = self.W_.shape[0]
+        W, b = self.W_, self.b_
+        if head is not None:
+            W, b = check_head(head, self.n_features_in_, owner=owner)
+            if W.shape[0] not in (C, C + 1) or not (np.array_equal(W[:C], self.W_) and np.array_equal(b[:C], self.b_)):
+                raise InputError(
+                    f"{owner}.enroll: head must be the fitted head ({C} rows) plus at most one new row for the new "
+                    f"class, with rows 0..{C - 1} unchanged; got {W.shape[0]} rows"
+                    + ("" if W.shape[0] not in (C, C + 1) else " whose existing rows differ")
+                    + ". SHE's patterns depend on which fit samples the head classifies correctly, so a retrained "
+                    "head needs a refit."
+                )
+        if label >= W.shape[0]:
+            raise InputError(
+                f"{owner}.enroll: label {label} has no row in the head ({W.shape[0]} classes). SHE's pattern for a class "
+                f"is the mean of the samples the head assigns to it, so a new class needs a head row: pass "
+                f"enroll(X, {C}, head=(W_new, b_new)) with W_new of shape ({C + 1}, {self.n_features_in_}), its first "
+                f"{C} rows the fitted head."
+            )
+        if W.shape[0] == C + 1 and label != C:
+            raise InputError(f"{owner}.enroll: the extended head adds class {C}; enroll that class (label={C}) with it.")
+        X64 = np.asarray(X, dtype=np.float64)
+        correct = (X64 @ W.T + b).argmax(axis=1) == label
+        patterns, n_correct, n_all = self.patterns_, self.n_correct_, self.n_samples_
+        if W.shape[0] == C + 1:
+            patterns = np.vstack([patterns, np.zeros((1, patterns.shape[1]))])
+            n_correct, n_all = np.append(n_correct, 0), np.append(n_all, 0)
+        else:
+            patterns, n_correct, n_all = patterns.copy(), n_correct.copy(), n_all.copy()
+        m_correct, m_all = int(correct.sum()), X.shape[0]
+        if n_correct[label] + m_correct > 0:  # the pattern is (or becomes) the mean of the correct samples
+            kept = patterns[label] * n_correct[label] if n_correct[label] > 0 else 0.0
+            patterns[label] = (kept + X64[correct].sum(axis=0)) / (n_correct[label] + m_correct)
+        else:  # no correct sample yet: the mean of all the class's samples
+            patterns[label] = (patterns[label] * n_all[label] + X64.sum(axis=0)) / (n_all[label] + m_all)
+        n_correct[label] += m_correct
+        n_all[label] += m_all
+        self.W_, self.b_ = W, b
+        self.patterns_, self.n_correct_, self.n_samples_ = patterns, n_correct, n_all
+        return self
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         pred = self._logits(X).argmax(axis=1)

@@ -164,6 +164,9 @@ class KNN(Detector):
     ----------
     bank_ : ndarray of shape (n_fit, n_features), float32
         Normalised fit features.
+    bank_labels_ : ndarray of shape (n_fit,), int64
+        The class of each bank row, kept only when ``fit`` is given ``y`` (the score never uses it; ``forget``
+        and :func:`unseen.explain` do).
     index_bytes_ : ndarray of uint8
         The serialised approximate faiss index (empty for ``"exact"``), so loading does not retrain.
         An approximate index keeps its own copy of the vectors: memory is about twice the bank.
@@ -177,6 +180,15 @@ class KNN(Detector):
     Cost: fit O(N*D) (plus index training); score O(N*D) per query for ``"exact"``. Queries are searched
     per block of rows using all cores. When an approximate index returns fewer than ``k`` neighbours for a
     query (an IVF probe of nearly empty lists) that query falls back to exact search.
+
+    Enrollment without refitting: ``enroll(X_new, label)`` appends normalised rows to the bank and
+    ``forget(label)`` removes the rows of a label (which needs ``bank_labels_``, i.e. ``fit(X, y)``). With
+    ``index="exact"`` the result is identical to a refit on the changed rows. An IVF index gets the new rows
+    added to its existing lists (the coarse quantiser is **not** retrained, so many enrolled rows far from the
+    fit data degrade its recall; refit then) and, on ``forget``, is emptied and refilled with the remaining
+    rows under the same quantiser; an HNSW graph takes added rows and is rebuilt on ``forget`` (HNSW cannot
+    delete). Either way the index is re-serialised into ``index_bytes_`` and ``recall_`` is re-measured.
+    The threshold ``offset_`` is kept as it was; call ``calibrate(X_val)`` on held-out ID data to re-set it.
 
     Examples
     --------
@@ -237,6 +249,8 @@ class KNN(Detector):
                 f"KNN: k={self.k} is larger than the number of fit rows ({n}); lower k or fit on more data."
             )
         self.bank_ = bank
+        if y is not None:
+            self.bank_labels_ = np.asarray(y, dtype=np.int64).copy()
         self.nlist_ = 0
         self.nprobe_ = 0
         self.ef_search_ = 0
@@ -345,6 +359,104 @@ class KNN(Detector):
     def _score(self, X: np.ndarray) -> np.ndarray:
         d, _, _ = self._search(_normalise(X), self.k)
         return -d[:, self.k - 1]
+
+    # ------------------------------------------------------------------------------------ enrollment
+
+    def enroll(self, X, label: int | None = None) -> KNN:
+        """Append rows to the bank without refitting (a new class or source, or more ID samples).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Features from the same encoder as the fit data; they are normalised like the fit rows.
+        label : int, optional
+            Their class; required when the bank is labelled (``fit(X, y)``), refused when it is not.
+
+        Returns
+        -------
+        self
+
+        Examples
+        --------
+        >>> import numpy as np, unseen
+        >>> rng = np.random.default_rng(0); X = np.abs(rng.normal(size=(300, 8))); y = rng.integers(0, 3, 300)
+        >>> det = unseen.KNN(k=5).fit(X[y < 2], y[y < 2]).enroll(X[y == 2], label=2)
+        >>> det.bank_.shape[0] == 300, det.forget(2).bank_.shape[0] == int((y < 2).sum())
+        (True, True)
+        """
+        self._check_fitted()
+        owner = type(self).__name__
+        X = self._validate(X)
+        labelled = getattr(self, "bank_labels_", None) is not None
+        if labelled and label is None:
+            raise InputError(
+                f"{owner}.enroll: the bank is labelled (fitted with y), so the new rows need one too: enroll(X, label=k)."
+            )
+        if not labelled and label is not None:
+            raise InputError(
+                f"{owner}.enroll: the bank was fitted without labels, so label={label!r} cannot be kept. "
+                "Fit with labels, fit(X, y), to enroll and forget labelled rows; or enroll(X) without a label."
+            )
+        if labelled:
+            check_param(label, "label", owner=owner, kind=(int, np.integer), low=0)
+        rows = _normalise(X)
+        self.bank_ = np.ascontiguousarray(np.concatenate([self.bank_, rows], axis=0))
+        if labelled:
+            self.bank_labels_ = np.concatenate([self.bank_labels_, np.full(rows.shape[0], int(label), dtype=np.int64)])
+        if self._approximate():
+            index = self._get_index()
+            index.add(rows)
+            self._store_index(index)
+        return self
+
+    def forget(self, label: int) -> KNN:
+        """Remove every bank row of class ``label`` without refitting (needs a labelled bank: ``fit(X, y)``).
+
+        Parameters
+        ----------
+        label : int
+            A label present in ``bank_labels_``.
+
+        Returns
+        -------
+        self
+        """
+        self._check_fitted()
+        owner = type(self).__name__
+        labels = getattr(self, "bank_labels_", None)
+        if labels is None:
+            raise InputError(
+                f"{owner}.forget needs to know which bank rows belong to label {label!r}, but the bank was fitted "
+                "without labels. Fit with labels, fit(X, y), to be able to forget a class."
+            )
+        check_param(label, "label", owner=owner, kind=(int, np.integer), low=0)
+        keep = labels != int(label)
+        if keep.all():
+            known = np.unique(labels).tolist()
+            raise InputError(f"{owner}.forget: no bank row has label {label}; labels in the bank: {known}.")
+        if int(keep.sum()) < self.k:
+            raise InputError(
+                f"{owner}.forget: removing label {label} leaves {int(keep.sum())} bank rows, fewer than k={self.k}; "
+                "lower k or keep the class."
+            )
+        self.bank_ = np.ascontiguousarray(self.bank_[keep])
+        self.bank_labels_ = labels[keep]
+        if self._approximate():
+            faiss = _faiss()
+            index = self._get_index()
+            if self._is_ivf():
+                index.reset()  # empties the lists; the trained coarse quantiser stays
+            else:
+                index = faiss.IndexHNSWFlat(self.bank_.shape[1], int(index.hnsw.nb_neighbors(1)))
+            index.add(self.bank_)
+            self._store_index(index)
+        return self
+
+    def _store_index(self, index) -> None:
+        """Re-serialise a changed approximate index and re-measure its recall."""
+        self.index_bytes_ = np.asarray(_faiss().serialize_index(index), dtype=np.uint8)
+        self._index_cache = (self.index_bytes_, self._configure(index))
+        self.recall_ = self._measure_recall()
 
     def _score_fit_sample(self, X: np.ndarray) -> np.ndarray:
         # Leave-one-out: ask for k+1 neighbours and skip the row's own entry (distance exactly 0, since the
