@@ -30,6 +30,9 @@ ood_positive``)                                             ID flagged at the fi
                                                             counts correct ID strictly above the cut, FPR counts
                                                             OOD at or above it; end points (0, 0), (1, 1);
                                                             trapezoid. At most the closed-set accuracy
+``macro_f1_open``                       higher              Labels, not scores: macro-F1 over the known classes
+                                                            plus the unknown class (``unknown_label``), each
+                                                            class's F1 = 2 TP / (2 TP + FP + FN)
 ======================================  ==================  =====================================================
 
 All inputs are validated: 1-D, numeric, finite, non-empty; errors are :class:`~unseen.exceptions.InputError`.
@@ -57,6 +60,7 @@ __all__ = [
     "evaluate",
     "fpr_at_tpr",
     "fpr_at_tpr_id_positive",
+    "macro_f1_open",
     "oscr",
     "oscr_curve",
 ]
@@ -486,3 +490,93 @@ def evaluate(id_scores: Any, ood_scores: Any, *, id_correct: Any = None) -> dict
         for f in CCR_FPRS:
             out[f"ccr_at_fpr_{f:g}"] = ccr_at_fpr(s_id, correct, s_ood, f)
     return out
+
+
+# ------------------------------------------------------------------------------------------ open-set labels
+
+
+def _labels(x: Any, what: str, fn: str) -> np.ndarray:
+    """``x`` as a non-empty 1-D array of class labels (integers, integral floats or strings)."""
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged input
+        raise InputError(f"{fn}: could not read {what} as an array of labels: {exc}") from None
+    if arr.ndim != 1:
+        raise InputError(f"{fn}: expected {what} as a 1-D array (one label per sample), got shape {arr.shape}.")
+    if arr.shape[0] == 0:
+        raise InputError(f"{fn}: {what} is empty; pass one label per sample.")
+    if arr.dtype.kind in "US":
+        return arr.astype(str)
+    if arr.dtype.kind in "iub":
+        return arr.astype(np.int64)
+    if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        return arr.astype(np.int64)
+    raise InputError(
+        f"{fn}: expected {what} as integer or string class labels, got dtype {arr.dtype}"
+        f"{' with non-integral or non-finite values' if arr.dtype.kind == 'f' else ''}. "
+        "Pass the labels as integers (or strings), with the unknown class as unknown_label."
+    )
+
+
+def macro_f1_open(y_true: Any, y_pred: Any, unknown_label: Any = -1) -> float:
+    """Macro-averaged F1 of an open-set classifier, the unknown class counted as one more class.
+
+    Convention (open-set recognition papers, e.g. DOC and ADB for open intent detection): every sample of
+    an unknown class carries the single label ``unknown_label`` in ``y_true``, and a rejected sample carries
+    it in ``y_pred``. The F1 of each class ``c`` is ``2 TP_c / (2 TP_c + FP_c + FN_c)`` (= the harmonic
+    mean of precision and recall; 0 when ``TP_c = 0``), and the result is the unweighted mean over exactly
+    these classes:
+
+    * every known label occurring in ``y_true`` or ``y_pred`` (a known label that is predicted but never
+      true counts with F1 = 0, as in scikit-learn's macro average), and
+    * the unknown class ``unknown_label``, which must occur in ``y_true``.
+
+    So with ``K`` known classes present the mean runs over ``K + 1`` classes, and the value equals
+    ``sklearn.metrics.f1_score(y_true, y_pred, average="macro")``. Known samples predicted as another
+    known class count against both classes; known samples rejected as unknown count as false negatives
+    of their class and false positives of the unknown class.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n,)
+        True labels: a known class, or ``unknown_label`` for samples of unknown classes.
+    y_pred : array-like of shape (n,)
+        Predicted labels: a known class or ``unknown_label`` (``OpenSetClassifier.predict``).
+    unknown_label : int or str, default -1
+        The label standing for "unknown"; same type as the known labels.
+
+    Returns
+    -------
+    float in [0, 1]; higher is better.
+
+    Examples
+    --------
+    >>> import numpy as np, unseen
+    >>> # class 0: TP 1, FN 1 -> 2/3;  class 1: TP 1 -> 1;  unknown: TP 1, FP 1 -> 2/3
+    >>> round(unseen.metrics.macro_f1_open([0, 0, 1, -1], [0, -1, 1, -1]), 6)  # (2/3 + 1 + 2/3) / 3
+    0.777778
+    """
+    fn = "macro_f1_open"
+    t, p = _labels(y_true, "y_true", fn), _labels(y_pred, "y_pred", fn)
+    if t.shape[0] != p.shape[0]:
+        raise InputError(f"{fn}: got {t.shape[0]} true labels and {p.shape[0]} predictions; pass one of each per sample.")
+    u = np.asarray(unknown_label)
+    if u.ndim != 0 or u.dtype.kind not in "iuU" or isinstance(unknown_label, (bool, np.bool_)):
+        raise InputError(f"{fn}: unknown_label must be one integer or one string, got {unknown_label!r}.")
+    kinds = {"U" if a.dtype.kind == "U" else "i" for a in (t, p, u)}
+    if len(kinds) > 1:
+        raise InputError(
+            f"{fn}: y_true ({t.dtype}), y_pred ({p.dtype}) and unknown_label ({unknown_label!r}) mix strings and "
+            "numbers; use one kind of label throughout (e.g. unknown_label='unknown' with string classes)."
+        )
+    if not np.any(t == u):
+        raise InputError(
+            f"{fn}: y_true holds no sample of the unknown class (unknown_label={unknown_label!r}), so its F1 is "
+            "undefined. Label the samples of unknown classes with unknown_label, or use a closed-set F1."
+        )
+    classes, index = np.unique(np.concatenate([t, p]), return_inverse=True)
+    k = classes.shape[0]
+    ti, pi = index[: t.shape[0]], index[t.shape[0] :]
+    tp = np.bincount(ti[ti == pi], minlength=k)
+    support, predicted = np.bincount(ti, minlength=k), np.bincount(pi, minlength=k)
+    return float(np.mean(2.0 * tp / (support + predicted)))

@@ -15,9 +15,11 @@ array([ True, False])
 from __future__ import annotations
 
 from .conformal import ConformalFlagger, SmallCalibrationWarning, benjamini_hochberg, conformal_p_values
+from .openset import OpenSetClassifier
 
 __all__ = [
     "ConformalFlagger",
+    "OpenSetClassifier",
     "SmallCalibrationWarning",
     "benjamini_hochberg",
     "conformal_p_values",
