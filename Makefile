@@ -28,7 +28,7 @@ test: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/pip install --quiet -e ".[bench]"
-	$(BIN)/python benchmarks/bench_speed.py
+	$(BIN)/python benchmarks/bench_speed.py --scale full
 
 clean:
 	rm -rf $(VENV) .pytest_cache
