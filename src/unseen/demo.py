@@ -82,12 +82,17 @@ def run(seed: int = 0, verbose: bool = True) -> list[dict]:
         X_fit, y_fit = (F_val, y_val) if needs_val else (F_tr, y_tr)
         t0 = time.perf_counter()
         uses_head = info.requires_head or info.input_kind == "logits" or info.family == "ensemble"
-        det.fit(X_fit, y_fit, head=head if uses_head else None)
+        experimental = getattr(det, "experimental", False)
+        with warnings.catch_warnings():
+            if experimental:  # the table marks it instead of a warning in the middle of the output
+                warnings.simplefilter("ignore", UserWarning)
+            det.fit(X_fit, y_fit, head=head if uses_head else None)
         s_id = det.score_samples(F_te)
+        label = f"{info.name} (experimental)" if experimental else info.name
         for ood_name, F in F_ood.items():
             s_ood = det.score_samples(F)
             m = metrics.evaluate(s_id, s_ood, id_correct=correct)
-            rows.append({"detector": info.name, "ood": ood_name, **m, "seconds": time.perf_counter() - t0})
+            rows.append({"detector": label, "ood": ood_name, **m, "seconds": time.perf_counter() - t0})
         if show_progress:
             print(f"\r  [{i}/{len(infos)}] {info.name:<12}", end="", flush=True)
     if show_progress:
