@@ -24,7 +24,7 @@ demo: $(VENV)/.installed
 	$(BIN)/unseen demo
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed-test
 	$(BIN)/pip install --quiet -e ".[bench]"
