@@ -6,11 +6,7 @@ convention as their originals (OpenOOD ``conf``, knn-ood ``known``/``novel``, Va
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -18,6 +14,8 @@ from sklearn import metrics as skm
 
 from unseen import metrics as M
 from unseen.exceptions import InputError
+
+from ._peers import pytorch_ood_module
 
 # The running example, worked by hand below:
 #   ID  = [0.9, 0.8, 0.4]  (correct?  yes, no, yes)
@@ -299,19 +297,8 @@ def test_curves_have_end_points_and_are_monotone():
 
 
 def pytorch_ood_metrics():
-    """``pytorch_ood.metrics.functional`` (needs torch only, with the package shell of tests/_peers.py), or skip."""
-    pytest.importorskip("torch")
-    if "pytorch_ood" not in sys.modules:
-        spec = importlib.util.find_spec("pytorch_ood")
-        if spec is None:
-            pytest.skip("pytorch-ood is not installed (pip install --no-deps pytorch-ood==0.4.0)")
-        pkg = types.ModuleType("pytorch_ood")
-        pkg.__path__ = list(spec.submodule_search_locations)
-        sys.modules["pytorch_ood"] = pkg
-    try:
-        return importlib.import_module("pytorch_ood.metrics.functional")
-    except ImportError as exc:  # a different pytorch-ood layout or a missing dependency
-        pytest.skip(f"pytorch_ood.metrics.functional does not import here: {exc}")
+    """``pytorch_ood.metrics.functional`` (needs torch only), or skip."""
+    return pytorch_ood_module("metrics.functional")
 
 
 def as_pytorch_ood(s_id, s_ood):

@@ -96,6 +96,20 @@ def check_labels(y: Any, n_samples: int, *, owner: str) -> np.ndarray:
     return arr
 
 
+def coerce_class_labels(arr: np.ndarray) -> np.ndarray | None:
+    """Integer (int64) or string class labels from ``arr``, or None when its dtype cannot hold labels.
+
+    Whole-number finite floats count as integers; callers raise their own error on None.
+    """
+    if arr.dtype.kind in "US":
+        return arr.astype(str)
+    if arr.dtype.kind in "iub":
+        return arr.astype(np.int64)
+    if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        return arr.astype(np.int64)
+    return None
+
+
 def check_head(head: Any, n_features: int, *, owner: str) -> tuple[np.ndarray, np.ndarray]:
     """Return the classifier head as ``(W, b)`` float64 arrays of shapes (C, D) and (C,)."""
     if not isinstance(head, (tuple, list)) or len(head) != 2:

@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from ._validation import coerce_class_labels
 from .exceptions import InputError
 
 __all__ = [
@@ -505,12 +506,9 @@ def _labels(x: Any, what: str, fn: str) -> np.ndarray:
         raise InputError(f"{fn}: expected {what} as a 1-D array (one label per sample), got shape {arr.shape}.")
     if arr.shape[0] == 0:
         raise InputError(f"{fn}: {what} is empty; pass one label per sample.")
-    if arr.dtype.kind in "US":
-        return arr.astype(str)
-    if arr.dtype.kind in "iub":
-        return arr.astype(np.int64)
-    if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-        return arr.astype(np.int64)
+    labels = coerce_class_labels(arr)
+    if labels is not None:
+        return labels
     raise InputError(
         f"{fn}: expected {what} as integer or string class labels, got dtype {arr.dtype}"
         f"{' with non-integral or non-finite values' if arr.dtype.kind == 'f' else ''}. "

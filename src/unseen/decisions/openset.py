@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .. import metrics
-from .._validation import as_float_array, check_head, check_param
+from .._validation import as_float_array, check_head, check_param, coerce_class_labels
 from ..base import THRESHOLD_SAMPLE, Detector
 from ..exceptions import InputError, NotFittedError
 
@@ -220,12 +220,9 @@ class OpenSetClassifier:
             arr = arr.ravel()
         if arr.ndim != 1 or arr.shape[0] != n:
             raise InputError(f"{owner} got labels of shape {arr.shape} for {n} rows of {what}; pass one label per row.")
-        if arr.dtype.kind in "US":
-            return arr.astype(str)
-        if arr.dtype.kind in "iub":
-            return arr.astype(np.int64)
-        if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-            return arr.astype(np.int64)
+        labels = coerce_class_labels(arr)
+        if labels is not None:
+            return labels
         raise InputError(
             f"{owner} expected integer or string class labels, got dtype {arr.dtype}. "
             "Encode the labels as integers (or strings) first."
