@@ -434,3 +434,37 @@ def test_ensemble_gets_the_head_for_its_logit_members(split):
     ref = unseen.Ensemble(members=("mahalanobis", "energy")).fit(split.X_fit, split.y_fit, head=split.head)
     np.testing.assert_allclose(osc.score_samples(split.X_known), ref.score_samples(split.X_known), rtol=1e-12)
     assert osc.threshold_ == ref.offset_
+
+
+# ------------------------------------------------------------------------------------------ persistence
+
+
+@pytest.mark.parametrize("detector", [unseen.KNN(k=5), unseen.OpenMax(), unseen.Ensemble(members=["knn", "energy"])])
+def test_save_load_gives_identical_decisions(split, tmp_path, detector):
+    osc = unseen.OpenSetClassifier(detector, thresholds="per_class").fit(split.X_fit, split.y_fit, head=split.head)
+    osc.calibrate(split.X_cal, split.y_cal)
+    back = unseen.load(osc.save(tmp_path / "osc.unseen"))
+    assert isinstance(back, unseen.OpenSetClassifier)
+    X = np.vstack([split.X_known, split.X_unknown])
+    np.testing.assert_array_equal(back.predict(X), osc.predict(X))
+    np.testing.assert_array_equal(back.thresholds_, osc.thresholds_)
+    np.testing.assert_allclose(back.decision_function(X), osc.decision_function(X), rtol=1e-12)
+
+
+def test_save_load_with_string_labels_and_linear_sklearn_classifier(digits, tmp_path):
+    names = np.array([f"digit {d}" for d in range(10)])
+    clf = LogisticRegression(max_iter=2000).fit(digits["X_fit"], names[digits["y_fit"]])
+    osc = unseen.OpenSetClassifier(unseen.Energy(), unknown_label="unknown").fit(
+        digits["X_fit"], names[digits["y_fit"]], classifier=clf
+    )
+    back = unseen.load(osc.save(tmp_path / "osc"))  # a directory
+    pred = back.predict(np.vstack([digits["X_known"], digits["X_unknown"]]))
+    assert set(pred) <= set(names[:9]) | {"unknown"}
+    np.testing.assert_array_equal(pred, osc.predict(np.vstack([digits["X_known"], digits["X_unknown"]])))
+
+
+def test_saving_a_nonlinear_sklearn_classifier_is_refused(digits, tmp_path):
+    clf = KNeighborsClassifier().fit(digits["X_fit"], digits["y_fit"])
+    osc = unseen.OpenSetClassifier(unseen.MSP()).fit(digits["X_fit"], digits["y_fit"], classifier=clf)
+    with pytest.raises(unseen.PersistenceError, match="non-linear KNeighborsClassifier"):
+        osc.save(tmp_path / "osc.unseen")

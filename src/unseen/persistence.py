@@ -68,6 +68,8 @@ def _encode(det: Any, prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, A
             name = f"{prefix}{key}"
             arrays[name] = value
             array_refs[key] = {"key": name, "sha256": _digest(value), "dtype": value.dtype.str, "shape": list(value.shape)}
+        elif isinstance(value, Detector):  # one wrapped detector (the open-set classifier's detector_)
+            nested[key] = _encode(value, f"{prefix}{key}.", arrays)
         elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Detector) for v in value):
             nested[key] = [_encode(v, f"{prefix}{key}.{i}.", arrays) for i, v in enumerate(value)]
         else:
@@ -83,7 +85,8 @@ def _encode(det: Any, prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, A
 
 
 def save(detector: Any, path: str | Path) -> Path:
-    """Save a fitted detector to ``path``: one file if it has a suffix (``knn.unseen``), else a directory.
+    """Save a fitted detector (or :class:`unseen.OpenSetClassifier`) to ``path``: one file if it has a
+    suffix (``knn.unseen``), else a directory.
 
     Examples
     --------
@@ -149,15 +152,20 @@ def _read(path: Path) -> tuple[bytes, bytes]:
 
 def _decode(entry: dict[str, Any], npz: Any, path: Path) -> Any:
     from .base import Detector
-    from .registry import _load
+    from .decisions.openset import OpenSetClassifier
+    from .registry import _load, get_detector
 
     try:
-        cls = _load(entry["detector"])
+        cls = OpenSetClassifier if entry["detector"] == OpenSetClassifier.name else _load(entry["detector"])
     except Exception as exc:
         raise PersistenceError(f"{path} holds detector {entry.get('detector')!r}, which cannot be loaded here: {exc}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, Detector)):
+    if not (isinstance(cls, type) and issubclass(cls, (Detector, OpenSetClassifier))):
         raise PersistenceError(f"{path}: {entry['detector']!r} is not an unseen detector class.")
-    det = cls(**entry["params"])
+    params = dict(entry["params"])
+    inner = params.get("detector")
+    if cls is OpenSetClassifier and isinstance(inner, dict) and set(inner) == {"detector", "params"}:
+        params["detector"] = get_detector(inner["detector"], **inner["params"])
+    det = cls(**params)
     state = dict(entry["state"])
     for key, ref in entry["arrays"].items():
         try:
@@ -168,7 +176,7 @@ def _decode(entry: dict[str, Any], npz: Any, path: Path) -> Any:
             raise PersistenceError(f"{path} was tampered with: the checksum of array {ref['key']!r} does not match.")
         state[key] = arr
     for key, members in entry.get("nested", {}).items():
-        state[key] = [_decode(m, npz, path) for m in members]
+        state[key] = _decode(members, npz, path) if isinstance(members, dict) else [_decode(m, npz, path) for m in members]
     det._set_state(state)
     return det
 

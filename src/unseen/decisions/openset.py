@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ import numpy as np
 from .. import metrics
 from .._validation import as_float_array, check_head, check_param, coerce_class_labels
 from ..base import THRESHOLD_SAMPLE, Detector
-from ..exceptions import InputError, NotFittedError
+from ..exceptions import InputError, NotFittedError, PersistenceError
 
 __all__ = ["OpenSetClassifier"]
 
@@ -154,6 +155,8 @@ class OpenSetClassifier:
     (1.0, 1.0)
     """
 
+    name = "open_set_classifier"
+
     def __init__(
         self,
         detector: Any,
@@ -176,6 +179,36 @@ class OpenSetClassifier:
             if not (getattr(self, k) == default and type(getattr(self, k)) is type(default))
         )
         return f"OpenSetClassifier({self.detector!r}{extra})"
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Hyperparameters as a dict (scikit-learn compatible)."""
+        return {k: getattr(self, k) for k in ("detector", "thresholds", "tpr", "unknown_label", "min_class_samples")}
+
+    def save(self, path: str | Path) -> Path:
+        """Save the fitted classifier without pickle (see :func:`unseen.save`); load it with :func:`unseen.load`.
+
+        A scikit-learn classifier passed as ``classifier=`` is kept only through its linear head
+        ``(coef_, intercept_)``; a non-linear one cannot be saved without pickle, so saving refuses it.
+        """
+        from ..persistence import save
+
+        return save(self, path)
+
+    def _get_state(self) -> dict[str, Any]:
+        self._check_fitted()
+        if self.input_ == "classifier" and self.W_ is None:
+            raise PersistenceError(
+                f"This OpenSetClassifier wraps a non-linear {type(self.classifier_).__name__}, which cannot be "
+                "saved without pickle. Fit it on the classifier's penultimate features with head=(W, b), or on "
+                "its logits, to get a classifier that can be saved."
+            )
+        state = {k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("_")}
+        state["classifier_"] = None  # a linear classifier lives on as W_, b_
+        return state
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
 
     # ------------------------------------------------------------------------------------ checks
 
