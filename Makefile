@@ -1,9 +1,10 @@
-# The two commands a newcomer needs. Each creates .venv and installs what it needs first.
+# The two commands a newcomer needs. Each creates .venv and installs what it needs first
+# (Python packages into .venv; the Debian data packages through scripts/install-data.sh).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench data clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -17,13 +18,19 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[all]"
 	touch $@
 
+data:
+	bash scripts/install-data.sh
+
 demo: $(VENV)/.installed
+	bash scripts/install-data.sh
 	$(BIN)/unseen demo
 
 test: $(VENV)/.installed-test
+	bash scripts/install-data.sh --with-browser
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed-test
