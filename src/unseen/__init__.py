@@ -6,7 +6,8 @@
 >>> det.predict(-X[:3])
 array([-1, -1, -1])
 
-Detector classes are imported on first use, so ``import unseen`` stays fast.
+Detector classes and the submodules ``adapters``, ``bench``, ``datasets``, ``encoders`` and ``report`` are
+imported on first use, so ``import unseen`` stays fast.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ _DETECTOR_CLASSES = {
     "ViM": "subspace",
 }
 
+_SUBMODULES = ("adapters", "bench", "datasets", "encoders", "report")
+_LAZY = {"select": "bench.select", "Selection": "bench.select"}
+
 __all__ = sorted(
     [
         "ConformalFlagger",
@@ -77,19 +81,25 @@ __all__ = sorted(
         "register",
         "save",
         *_DETECTOR_CLASSES,
+        *_SUBMODULES,
+        *_LAZY,
     ]
 )
 
 
 def __getattr__(name: str) -> Any:
-    module = _DETECTOR_CLASSES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'unseen' has no attribute {name!r}")
     import importlib
 
-    cls = getattr(importlib.import_module(f"unseen.detectors.{module}"), name)
-    globals()[name] = cls
-    return cls
+    if name in _SUBMODULES:
+        value = importlib.import_module(f"unseen.{name}")
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(f"unseen.{_LAZY[name]}"), name)
+    elif name in _DETECTOR_CLASSES:
+        value = getattr(importlib.import_module(f"unseen.detectors.{_DETECTOR_CLASSES[name]}"), name)
+    else:
+        raise AttributeError(f"module 'unseen' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:
