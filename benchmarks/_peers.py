@@ -33,6 +33,7 @@ def pytorch_ood_detector():
     if "pytorch_ood" not in sys.modules:
         pkg = types.ModuleType("pytorch_ood")
         pkg.__path__ = list(spec.submodule_search_locations)
+        pkg.__spec__ = spec
         sys.modules["pytorch_ood"] = pkg
     return importlib.import_module("pytorch_ood.detector")
 

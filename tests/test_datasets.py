@@ -109,7 +109,7 @@ class FakeTextEncoder:
 # --------------------------------------------------------------------------- API and argument checks
 
 def test_list_datasets_and_representations():
-    assert ds.list_datasets() == ["digits", "fashion-mnist", "wordnet", "shuttle", "satellite"]
+    assert ds.list_datasets() == ["digits", "fashion-mnist", "wordnet", "shuttle", "satellite", "attribution"]
     assert ds.list_representations("fashion-mnist")[0] == "efficientnet-lite0"
     assert ds.list_representations("wordnet") == ["minilm"]
     assert ds.list_representations("digits") == ["classifier", "raw"]

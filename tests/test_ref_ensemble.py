@@ -192,3 +192,19 @@ def test_bad_combine_and_head(data):
         unseen.Ensemble(members=("energy",)).fit(data.X, head=(data.W.T, data.b))
     with pytest.raises(InputError, match="member 0"):  # a member's own hyperparameter check
         unseen.Ensemble(members=(("knn", {"k": 0}),)).fit(data.X)
+
+
+@pytest.mark.parametrize("members", [["knn", "energy"], ["knn", "sdm", "energy"]])
+def test_more_fit_rows_than_a_member_scores_for_its_threshold(members):
+    """KNN scores at most threshold_rows (5000) fit rows and SDM its calibration rows: the ensemble aligns them."""
+    rng = np.random.default_rng(0)
+    X = np.abs(rng.normal(size=(6001, 8)))
+    W, b = rng.normal(size=(3, 8)), np.zeros(3)
+    y = (X @ W.T + b).argmax(axis=1)  # labels the head gets right, as for a trained classifier
+    det = unseen.Ensemble(members=members).fit(X, y, head=(W, b))
+    held_out = np.abs(rng.normal(size=(4000, 8)))
+    accepted = np.mean(det.predict(held_out) == 1)
+    if "sdm" in members:  # SDM scores rows it was fitted on (not left out): the cut is only roughly at 95%
+        assert 0.85 < accepted < 1.0
+    else:
+        assert 0.93 < accepted < 0.97

@@ -186,10 +186,9 @@ def run_suite(
     results, explanations = [], {}
     for name, rep in benchmarks:
         t0 = time.perf_counter()
-        data = {s: datasets.load(name, representation=rep, seed=s, progress=progress) for s in seeds}
-        result = bench.run(data.__getitem__, seeds=list(seeds), out_dir=out / name, progress=progress)
-        result.benchmark, result.representation = name, rep
-        explanations[f"{name}/{rep}"] = explain_extremes(result, data[seeds[0]])
+        result = bench.run(name, representation=rep, seeds=list(seeds), out_dir=out / name, progress=progress)
+        data = datasets.load(name, representation=rep, seed=seeds[0], progress=progress)  # cached by the run
+        explanations[f"{name}/{rep}"] = explain_extremes(result, data)
         results.append(result)
         print(f"\n## {name} ({rep}), seeds {list(seeds)}: {time.perf_counter() - t0:.0f} s\n")
         print(result.to_markdown())

@@ -9,6 +9,8 @@ name               representations (first = default)           OOD sets
 ``wordnet``        ``minilm``                                  near: held-out supersenses; far: verb glosses
 ``shuttle``        ``raw``                                     far: High, Bypass, rare valve states
 ``satellite``      ``raw``                                     near: held-out classes
+``attribution``    ``cnn`` (attribution CNN on generated        near: unseen seed, unseen architecture, unseen
+                   images; trained here, ~13 min cold)          classes; far: unseen data (see its module)
 =================  ==========================================  ==============================================
 
 Each module's docstring gives the exact rule for its splits and set sizes. The data come from Debian
@@ -18,7 +20,7 @@ Encoder features and trained heads are cached on disk (:mod:`unseen.datasets.cac
 
 >>> import unseen.datasets as ds
 >>> ds.list_datasets()
-['digits', 'fashion-mnist', 'wordnet', 'shuttle', 'satellite']
+['digits', 'fashion-mnist', 'wordnet', 'shuttle', 'satellite', 'attribution']
 >>> d = ds.load("digits", representation="raw")
 >>> d.X_train.shape[1], d.n_classes, sorted(d.ood_kind.values())
 (64, 6, ['far', 'near'])
@@ -41,6 +43,7 @@ _REPRESENTATIONS: dict[str, tuple[str, ...]] = {
     "wordnet": ("minilm",),
     "shuttle": ("raw",),
     "satellite": ("raw",),
+    "attribution": ("cnn",),
 }
 
 
@@ -53,8 +56,10 @@ def _loader(name: str) -> Callable[..., OpenSetData]:
         from .wordnet import load_wordnet as f
     elif name == "shuttle":
         from .mlbench import load_shuttle as f
-    else:
+    elif name == "satellite":
         from .mlbench import load_satellite as f
+    else:
+        from .attribution import load_attribution as f
     return f
 
 

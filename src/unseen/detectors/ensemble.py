@@ -162,12 +162,7 @@ class Ensemble(Detector):
                     f"Ensemble member {i} ({cls.name!r}, {cls.__name__}) needs the classifier head: call "
                     "fit(X, y, head=(W, b)) with the last linear layer, or remove the member."
                 )
-        sample = X
-        limit = _base.THRESHOLD_SAMPLE
-        if X.shape[0] > limit:  # the same rows the base class uses for the threshold
-            idx = np.sort(np.random.default_rng(0).choice(X.shape[0], limit, replace=False))
-            sample = X[idx]
-        probs = []
+        references = []
         for i, det in enumerate(members):
             cls = type(det)
             kwargs: dict[str, Any] = {}
@@ -177,18 +172,40 @@ class Ensemble(Detector):
                 kwargs["head"] = head
             with _naming(i, cls.name):
                 det.fit(X, **kwargs)
-                fit_scores = np.asarray(det._score_fit_sample(sample), dtype=np.float64)
-            reference = np.sort(fit_scores)
-            setattr(self, f"cdf_{i}_", reference)
-            probs.append(_ecdf(reference, fit_scores))
         self.members_ = members
-        self._fit_sample_scores = (sample.shape[0], self._combine(probs))
+        sample = self._threshold_rows(X)
+        for i, scores in enumerate(self._member_fit_scores(sample)):
+            setattr(self, f"cdf_{i}_", np.sort(scores))
+            references.append(_ecdf(getattr(self, f"cdf_{i}_"), scores))
+        self._fit_sample_scores = (sample.shape[0], self._combine(references))
+
+    def _threshold_rows(self, X: np.ndarray) -> np.ndarray:
+        """A seeded sample of fit rows no larger than any member's own cap on the rows it scores for its threshold
+        (KNN's ``threshold_rows``), so that every member scores the same rows."""
+        cap = min([_base.THRESHOLD_SAMPLE] + [int(getattr(d, "threshold_rows", 0) or 0) or _base.THRESHOLD_SAMPLE for d in self.members_])
+        if X.shape[0] <= cap:
+            return X
+        return X[np.sort(np.random.default_rng(0).choice(X.shape[0], cap, replace=False))]
+
+    def _member_fit_scores(self, sample: np.ndarray) -> list[np.ndarray]:
+        """Each member's scores of the fit rows in ``sample`` as it scores them for its own threshold (leave-one-out
+        for neighbour detectors). A member whose fit-row scores are of other rows (SDM: its calibration split)
+        scores ``sample`` directly."""
+        out = []
+        for i, det in enumerate(self.members_):
+            with _naming(i, type(det).name):
+                s = np.asarray(det._score_fit_sample(sample), dtype=np.float64)
+                if s.shape != (sample.shape[0],):
+                    s = np.asarray(det._score_batched(sample), dtype=np.float64)
+            out.append(s)
+        return out
 
     def _score_fit_sample(self, X: np.ndarray) -> np.ndarray:
+        sample = self._threshold_rows(X)
         cached = self.__dict__.pop("_fit_sample_scores", None)
-        if cached is not None and cached[0] == X.shape[0]:
+        if cached is not None and cached[0] == sample.shape[0]:
             return cached[1]
-        probs = [_ecdf(getattr(self, f"cdf_{i}_"), det._score_fit_sample(X)) for i, det in enumerate(self.members_)]
+        probs = [_ecdf(getattr(self, f"cdf_{i}_"), s) for i, s in enumerate(self._member_fit_scores(sample))]
         return self._combine(probs)
 
     # ------------------------------------------------------------------------------------ scoring

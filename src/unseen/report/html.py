@@ -235,7 +235,7 @@ def _header(v: _View) -> str:
     cfg = "".join(f"<tr><th>{_e(k)}</th><td><code>{_e(t)}</code></td></tr>" for k, t in rest)
     out = [f'<table class="kv">{body}</table>']
     if cfg:
-        out.append(f'<h4>Run settings</h4><table class="kv">{cfg}</table>')
+        out.append(f'<details><summary>Run settings ({len(rest)})</summary><table class="kv">{cfg}</table></details>')
     return "\n".join(out)
 
 
