@@ -162,7 +162,7 @@ def test_version_tracks_weights_and_size(small):
     assert small.name == "efficientnet-lite0"
     assert v == EfficientNetLite0(image_size=64).version
     assert v != EfficientNetLite0(image_size=224).version
-    assert eff_module._file_sha256(eff_module._weights_path())[:12] in v
+    assert eff_module.file_sha256(eff_module._weights_path())[:12] in v
 
 
 def test_missing_weights_package_says_how_to_install(monkeypatch):

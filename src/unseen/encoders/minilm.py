@@ -18,8 +18,6 @@ hidden state over the attention mask.
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
 import os
 import threading
 from collections.abc import Iterable
@@ -29,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import InputError, MissingDependencyError
+from ._files import file_sha256
 
 __all__ = ["MAX_SEQ_LENGTH", "MiniLM", "TOKENIZER_ENV"]
 
@@ -51,15 +50,6 @@ _LOCK = threading.Lock()
 _TORCH_MODELS: dict[str, Any] = {}
 _ONNX_SESSIONS: dict[str, Any] = {}
 _TOKENIZERS: dict[str, Any] = {}
-
-
-@functools.cache
-def _file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _gt_model_dir() -> Path:
@@ -280,8 +270,8 @@ class MiniLM:
     @property
     def version(self) -> str:
         """``<backend>-m<model sha256, 12 hex>-t<tokenizer sha256, 8 hex>-l<max length>-p<pipeline version>``."""
-        model = _file_sha256(str(self._model_file))[:12]
-        tok = _file_sha256(str(self._tokenizer_file))[:8]
+        model = file_sha256(str(self._model_file))[:12]
+        tok = file_sha256(str(self._tokenizer_file))[:8]
         return f"{self.backend}-m{model}-t{tok}-l{MAX_SEQ_LENGTH}-p{_PIPELINE_VERSION}"
 
     def encode(self, texts: Any, progress: bool = False) -> np.ndarray:
