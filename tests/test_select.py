@@ -13,7 +13,7 @@ from unseen.bench import Selection, select
 from unseen.exceptions import InputError
 from tests.test_bench import FAR, NEAR, digits_data
 
-select_module = importlib.import_module("unseen.bench.select")
+select_module = importlib.import_module("unseen.bench.selection")
 
 # A mix of families with clearly different quality on digits (logits, distance, subspace, shaping, open set).
 CANDIDATES = ["msp", "energy", "knn", "mahalanobis", "gaussian", "vim", "residual", "react", "she", "openmax", "neco"]

@@ -58,7 +58,7 @@ _DETECTOR_CLASSES = {
 }
 
 _SUBMODULES = ("adapters", "bench", "datasets", "encoders", "report")
-_LAZY = {"select": "bench.select", "Selection": "bench.select"}
+_LAZY = {"select": "bench.selection", "Selection": "bench.selection"}
 
 __all__ = sorted(
     [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .result import BenchResult, DetectorScores
 from .runner import run
-from .select import Selection, select
+from .selection import Selection, select
 from .spec import Spec, load_spec
 
 __all__ = ["BenchResult", "DetectorScores", "Selection", "Spec", "load_spec", "run", "select"]

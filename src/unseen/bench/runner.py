@@ -43,8 +43,8 @@ from ..exceptions import InputError
 from ._bootstrap import hierarchical_ci, replicate_metrics, row_weights
 from ._plan import DataShape, Planned, Registry, plan_detectors
 from .result import BenchResult, DetectorScores
-from .select import Selection
-from .select import select as select_detector
+from .selection import Selection
+from .selection import select as select_detector
 
 __all__ = ["AUTO", "CONFORMAL_ALPHAS", "run"]
 
