@@ -7,14 +7,18 @@
 * Hyperparameters live in ``__init__`` and are validated in ``fit``; learned state is only arrays and scalars
   whose names end in ``_``, which is what makes saving without pickle possible.
 
-A subclass declares what it consumes (``input_kind``, ``requires_labels``, ``requires_head``) and writes
-``_fit`` and ``_score``; validation, batching, thresholds and persistence live here.
+A subclass declares what it consumes (``input_kind``, ``requires_labels``, ``requires_head``) and what it can
+do (the capability attributes and classmethods below: ``takes_head``, ``fits_on_validation``, ``default_params``,
+``tuning_grid``, ...), and writes ``_fit`` and ``_score``; validation, batching, thresholds and persistence live
+here. Every consumer (benchmark, selection, ensemble, open-set classifier, CLI, the conformance check) asks the
+class, so a detector registered by another package takes part in all of them by declaring the same.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,10 +34,130 @@ from ._validation import (
 )
 from .exceptions import InputError, NotFittedError
 
-__all__ = ["Detector"]
+__all__ = ["DataShape", "Detector", "Neighbours", "Signals", "threshold_at_tpr"]
 
 #: Rows used to set the threshold at fit (a uniform sample when the fit data is larger).
 THRESHOLD_SAMPLE = 20_000
+
+
+def threshold_at_tpr(scores: np.ndarray, tpr: float) -> float:
+    """The largest cut that accepts (``score >= cut``) at least a fraction ``tpr`` of ``scores``.
+
+    The one threshold rule of unseen: detectors' ``offset_``, ``calibrate`` and the open-set classifier's
+    per-class thresholds all use it.
+
+    Examples
+    --------
+    >>> threshold_at_tpr(np.arange(100.0), 0.95)
+    5.0
+    """
+    s = np.sort(np.asarray(scores, dtype=np.float64))
+    k = int(np.floor((1.0 - tpr) * s.shape[0] + 1e-9))
+    return float(s[min(k, s.shape[0] - 1)])
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What a detector's capabilities need to know about the data it will be fitted on.
+
+    Attributes
+    ----------
+    n_features, n_train : int
+        Width and number of training rows.
+    has_labels, has_head : bool
+        Whether class labels of the training rows / the classifier head ``(W, b)`` are available.
+    n_classes, min_class_count : int
+        Distinct labels and the rows of the smallest class (0 without labels).
+    features_are_logits : bool
+        The "features" are the classifier's logits (logit detectors then run without a head).
+    has_val_labels : bool
+        Labelled held-out ID rows exist (detectors that fit on validation data need them).
+    """
+
+    n_features: int
+    n_train: int
+    has_labels: bool
+    has_head: bool
+    n_classes: int = 0
+    min_class_count: int = 0
+    features_are_logits: bool = False
+    has_val_labels: bool = True
+
+    @classmethod
+    def of(
+        cls, X: np.ndarray, y: np.ndarray | None, head: Any, *, features_are_logits: bool = False,
+        has_val_labels: bool = True,
+    ) -> DataShape:
+        """The shape of training rows ``X`` with labels ``y`` (or None) and ``head`` (or None).
+
+        Examples
+        --------
+        >>> DataShape.of(np.zeros((10, 4)), np.array([0] * 5 + [1] * 5), None).min_class_count
+        5
+        """
+        counts = np.bincount(np.asarray(y, dtype=np.int64)) if y is not None else np.zeros(0, int)
+        counts = counts[counts > 0]
+        return cls(
+            n_features=int(X.shape[1]),
+            n_train=int(X.shape[0]),
+            has_labels=y is not None,
+            has_head=head is not None,
+            n_classes=int(counts.size),
+            min_class_count=int(counts.min()) if counts.size else 0,
+            features_are_logits=features_are_logits,
+            has_val_labels=has_val_labels,
+        )
+
+
+@dataclass
+class Signals:
+    """The signals a detector's score is made of, for a block of rows (what :func:`unseen.explain` attributes).
+
+    Attributes
+    ----------
+    components : dict of str to ndarray
+        Each signal's value per row.
+    higher_is_id : dict of str to bool
+        Each signal's direction.
+    additive : bool
+        The signals sum to the score (the driver is then the one furthest from its ID mean).
+    already_probabilities : bool
+        The signals are ID probabilities already (ECDF ensembles): no reference is needed to compare them.
+    class_labels, class_values, class_metric, lower_is_closer
+        A per-class quantity (distance to each class, probability of each class), when the detector has one.
+    """
+
+    components: dict[str, np.ndarray]
+    higher_is_id: dict[str, bool]
+    additive: bool = False
+    already_probabilities: bool = False
+    class_labels: list[Any] | None = None
+    class_values: np.ndarray | None = None
+    class_metric: str | None = None
+    lower_is_closer: bool = True
+
+    @classmethod
+    def single(cls, name: str, values: Any, higher_is_id: bool = True) -> Signals:
+        """One signal, e.g. ``Signals.single("k-th neighbour distance", d, higher_is_id=False)``."""
+        return cls({name: np.asarray(values, dtype=np.float64)}, {name: higher_is_id})
+
+    def with_classes(self, labels: Any, values: Any, metric: str, *, lower_is_closer: bool = True) -> Signals:
+        """This object with a per-class quantity attached (returns ``self``)."""
+        self.class_labels = list(labels)
+        self.class_values = np.asarray(values, dtype=np.float64)
+        self.class_metric = metric
+        self.lower_is_closer = lower_is_closer
+        return self
+
+
+@dataclass
+class Neighbours:
+    """Nearest training rows of each query, from a detector's own bank: row numbers, distances, their metric."""
+
+    ids: np.ndarray
+    distances: np.ndarray
+    metric: str
+    labels: np.ndarray | None = field(default=None)
 
 
 class Detector:
@@ -53,6 +177,31 @@ class Detector:
     supports_chunks : bool
         Whether ``fit`` streams its data (an iterable of blocks, a ``.npy`` path or a memory map) in bounded
         memory instead of loading it whole.
+
+    Capabilities (what consumers ask instead of keeping tables of names):
+
+    fits_on_validation : bool
+        The reference fits the detector on labelled held-out ID data (temperature scaling): benchmarks and
+        :func:`unseen.select` fit it on the validation split.
+    ensemble_member : bool
+        It is proposed as a member of the ensembles that :func:`unseen.select` builds (an
+        :class:`~unseen.Ensemble` needs one reference score per fit row; an ensemble is not its own member).
+    experimental : bool
+        Its formula is not verified against the paper: benchmarks skip it unless it is named.
+    can_enroll, can_forget : bool
+        It has ``enroll(X, label, ...)`` / ``forget(label, ...)`` that update it without refitting.
+    enroll_takes_head : bool
+        A new class enrolls with its row of the retrained head (``enroll(X, label, head=(W, b))``).
+    forget_takes_rows : bool
+        ``forget(label, X)`` takes the class's rows, which make the update exact.
+    has_unknown_proba : bool
+        It defines a probability of the unknown class: :meth:`predict_proba_open`.
+    unknown_proba_note : str
+        Shown when a user asks a detector without one for an unknown-class probability.
+
+    And the classmethods :meth:`takes_head`, :meth:`unavailable`, :meth:`default_params`,
+    :meth:`tuning_grid` and :meth:`test_params`, and the explanation hooks :meth:`signals` and
+    :meth:`neighbours`.
     """
 
     name: ClassVar[str] = ""
@@ -64,7 +213,62 @@ class Detector:
     #: Rows scored per block; bounds the memory of ``score_samples`` for any input size.
     score_batch_rows: ClassVar[int] = 8192
 
+    fits_on_validation: ClassVar[bool] = False
+    ensemble_member: ClassVar[bool] = True
+    experimental: ClassVar[bool] = False
+    can_enroll: ClassVar[bool] = False
+    can_forget: ClassVar[bool] = False
+    enroll_takes_head: ClassVar[bool] = False
+    forget_takes_rows: ClassVar[bool] = False
+    has_unknown_proba: ClassVar[bool] = False
+    unknown_proba_note: ClassVar[str] = ""
+
     tpr: float
+
+    # ------------------------------------------------------------------------------------ capabilities
+
+    @classmethod
+    def takes_head(cls) -> bool:
+        """Whether ``fit`` accepts ``head=(W, b)``: it needs one, or it scores logits (and computes them from
+        features with the head). Detectors that hand the head on to others (the ensemble) override it."""
+        return cls.requires_head or cls.input_kind == "logits"
+
+    @classmethod
+    def unavailable(cls, shape: DataShape) -> str | None:
+        """Why the detector cannot run on data of this shape, or None when it can.
+
+        Examples
+        --------
+        >>> import unseen
+        >>> unseen.MSP.unavailable(DataShape(n_features=8, n_train=100, has_labels=False, has_head=False))
+        'runs on logits: needs the classifier head (W, b) or logits as the features'
+        """
+        if cls.requires_head and not shape.has_head:
+            return "needs the classifier head (W, b), and the data has none"
+        if cls.input_kind == "logits" and not (shape.has_head or shape.features_are_logits):
+            return "runs on logits: needs the classifier head (W, b) or logits as the features"
+        if cls.requires_labels and not shape.has_labels:
+            return "needs class labels of the training rows, and the data has none"
+        if cls.fits_on_validation and not shape.has_val_labels:
+            return "fits on labelled validation rows, and their labels are missing"
+        return None
+
+    @classmethod
+    def default_params(cls, shape: DataShape) -> dict[str, Any]:
+        """Hyperparameters for data of this shape where the constructor's defaults assume another (a wide
+        backbone, many rows); empty when the defaults fit. Benchmarks and selection start from these."""
+        return {}
+
+    @classmethod
+    def tuning_grid(cls, shape: DataShape) -> list[dict[str, Any]]:
+        """A small grid of settings to try on validation data (empty: nothing to tune)."""
+        return []
+
+    @classmethod
+    def test_params(cls, shape: DataShape) -> dict[str, Any]:
+        """Hyperparameters for the conformance check's small synthetic data (:mod:`unseen.testing`);
+        by default :meth:`default_params`."""
+        return cls.default_params(shape)
 
     # ------------------------------------------------------------------------------------ parameters
 
@@ -163,7 +367,7 @@ class Detector:
             self.W_ = None
             self.b_ = None
             return
-        if self.input_kind == "features" and not self.requires_head:
+        if not self.takes_head():
             raise InputError(f"{owner} uses features only and does not take a head; drop head=.")
         self.W_, self.b_ = check_head(head, self.n_features_in_, owner=owner)
 
@@ -238,10 +442,7 @@ class Detector:
     # ------------------------------------------------------------------------------------ thresholds
 
     def _threshold(self, scores: np.ndarray) -> float:
-        # The largest cut that keeps at least a fraction tpr of the scores (score >= cut is accepted).
-        s = np.sort(scores)
-        k = int(np.floor((1.0 - self.tpr) * s.shape[0] + 1e-9))
-        return float(s[min(k, s.shape[0] - 1)])
+        return threshold_at_tpr(scores, self.tpr)
 
     def calibrate(self, X: Any, tpr: float | None = None) -> Detector:
         """Re-set the threshold on held-out in-distribution data, without refitting.
@@ -267,6 +468,50 @@ class Detector:
             self.tpr = tpr
         self.offset_ = self._threshold(scores)
         return self
+
+    def enroll_needs_label(self) -> bool:
+        """Whether ``enroll`` needs the class of the new rows (class-conditional detectors; a KNN bank that
+        keeps the class of every row)."""
+        return self.requires_labels
+
+    # ------------------------------------------------------------------------------------ open set
+
+    def predict_proba_open(self, X: Any) -> np.ndarray:
+        """Probabilities over the known classes and "unknown" (last column), for detectors that define one
+        (``has_unknown_proba``); rows sum to 1.
+
+        Raises
+        ------
+        InputError
+            When the detector defines no probability of the unknown class.
+        """
+        raise InputError(
+            f"{type(self).__name__} defines no probability of the unknown class.{' ' + self.unknown_proba_note if self.unknown_proba_note else ''}"
+        )
+
+    # ------------------------------------------------------------------------------------ explanations
+
+    def signals(self, X: np.ndarray) -> Signals:
+        """The signals that make up the score of validated rows ``X`` (default: the score itself).
+
+        :func:`unseen.explain` compares each signal with its in-distribution values to say which one drove
+        the verdict. Override it to expose a detector's parts (ViM: energy and residual).
+        """
+        return Signals.single("score", self._score_batched(X))
+
+    def neighbours(self, X: np.ndarray, k: int) -> Neighbours | None:
+        """The ``k`` nearest rows of the detector's own bank to each validated row of ``X``, or None when it
+        keeps no bank of training rows (then :func:`unseen.explain` needs ``reference=``)."""
+        return None
+
+    def bank_size(self) -> int | None:
+        """Rows of the training bank that :meth:`neighbours` returns ids into (None: no bank)."""
+        return None
+
+    def bank_baseline(self, n_rows: int) -> tuple[np.ndarray, Signals] | None:
+        """Scores and signals of up to ``n_rows`` of its own bank rows, each leaving itself out, when the
+        detector keeps one (the ID baseline of explanations without ``reference=``); else None."""
+        return None
 
     # ------------------------------------------------------------------------------------ persistence
 

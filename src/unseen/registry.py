@@ -10,7 +10,7 @@ Third-party packages add detectors through the ``unseen.detectors`` entry-point 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -67,7 +67,8 @@ _EXTRA: dict[str, tuple[str, str | None]] = {}
 
 @dataclass(frozen=True)
 class DetectorInfo:
-    """What a registered detector is and what it consumes."""
+    """What a registered detector is and what it consumes; ``detector_class`` answers everything else
+    (its capabilities: ``takes_head()``, ``default_params(shape)``, ``can_enroll``, ...)."""
 
     name: str
     cls_path: str
@@ -77,6 +78,7 @@ class DetectorInfo:
     requires_head: bool
     supports_chunks: bool
     summary: str
+    detector_class: type = field(repr=False, compare=False, default=object)
 
     @property
     def inputs(self) -> str:
@@ -178,6 +180,7 @@ def list_detectors(family: str | None = None, input: str | None = None) -> list[
             requires_head=cls.requires_head,
             supports_chunks=cls.supports_chunks,
             summary=doc[0] if doc else "",
+            detector_class=cls,
         )
         if family is not None and info.family != family:
             continue

@@ -1,16 +1,12 @@
 """Which detectors can run on a data set, with which default hyperparameters, and which small grids to tune.
 
-Defaults follow each method's reference where it fits the data, and are scaled to the data where the
-reference assumes a wide backbone:
-
-* ViM / Residual ``dim``: the original ViM repository's rule (1000 for D >= 2048, 512 for D >= 768, else D/2);
-* neighbour counts (KNN, NNGuide, SAGE, DEUP) are capped by the number of training rows;
-* OpenMax's tail size is capped by the smallest class;
-* the ensemble's members are KNN + ViM + Energy with a head, KNN + Mahalanobis with labels only, else
-  KNN + Gaussian.
-
-Tuning grids (small, on purpose; every point costs a fit per validation task). Each is searched on
-validation data only (:func:`unseen.bench.select`), never on test OOD sets:
+Every answer comes from the detector class (:class:`unseen.Detector`'s capabilities): ``unavailable(shape)``
+says why it cannot run, ``default_params(shape)`` scales the reference defaults to the data where the
+reference assumes a wide backbone (ViM's principal dimension, neighbour counts capped by the rows, OpenMax's
+tail size capped by the smallest class, the ensemble's members), ``tuning_grid(shape)`` gives the small grid
+searched on validation data only (:func:`unseen.bench.select`, never on test OOD sets), ``takes_head()`` and
+``fits_on_validation`` say how it consumes the data. A detector from another package takes part by declaring
+the same. Today's grids:
 
 =============  ==============================  ==============================================
 detector       parameter                       grid
@@ -23,9 +19,6 @@ dice           ``percentile``                  50, 70, 90
 vim, residual  ``dim``                         D/4, the ViM rule, 3D/4
 neco           ``dim``                         None (90 % variance), D/4, D/2
 =============  ==============================  ==============================================
-
-Temperature scaling (``temp_msp``) is fitted by NLL on the labelled validation split, as the references do;
-the other detectors keep their reference defaults.
 """
 
 from __future__ import annotations
@@ -33,15 +26,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
+from ..base import DataShape
 from ..exceptions import InputError
 from ..registry import DetectorInfo, list_detectors
 
-__all__ = ["DataShape", "Planned", "Registry", "plan_detectors"]
-
-# Detectors whose reference fits a parameter on held-out labelled data: fitted on the validation split.
-FIT_ON_VAL = frozenset({"temp_msp"})
+__all__ = ["Planned", "Registry", "plan_detectors"]
 
 
 class Registry:
@@ -52,13 +41,8 @@ class Registry:
     """
 
     def __init__(self) -> None:
-        import importlib
-
         self.infos: dict[str, DetectorInfo] = {i.name: i for i in list_detectors()}
-        self.classes: dict[str, type] = {}
-        for name, info in self.infos.items():
-            module, _, cls = info.cls_path.partition(":")
-            self.classes[name] = getattr(importlib.import_module(module), cls)
+        self.classes: dict[str, type] = {name: info.detector_class for name, info in self.infos.items()}
 
     def make(self, name: str, params: dict[str, Any] | None = None) -> Any:
         """A new detector ``name`` with ``params`` (like :func:`unseen.get_detector`)."""
@@ -75,33 +59,6 @@ class Registry:
         return key
 
 
-@dataclass(frozen=True)
-class DataShape:
-    """What the plan needs to know about the data."""
-
-    n_features: int
-    n_train: int
-    has_labels: bool
-    has_head: bool
-    n_classes: int = 0
-    min_class_count: int = 0
-    features_are_logits: bool = False
-
-    @classmethod
-    def of(cls, X: np.ndarray, y: np.ndarray | None, head: Any, *, features_are_logits: bool = False) -> DataShape:
-        counts = np.bincount(np.asarray(y, dtype=np.int64)) if y is not None else np.zeros(0, int)
-        counts = counts[counts > 0]
-        return cls(
-            n_features=int(X.shape[1]),
-            n_train=int(X.shape[0]),
-            has_labels=y is not None,
-            has_head=head is not None,
-            n_classes=int(counts.size),
-            min_class_count=int(counts.min()) if counts.size else 0,
-            features_are_logits=features_are_logits,
-        )
-
-
 @dataclass
 class Planned:
     """One detector to run: its defaults, its tuning grid (possibly one point), how it consumes data."""
@@ -113,55 +70,6 @@ class Planned:
     uses_labels: bool = False
     fit_on_val: bool = False
     experimental: bool = False
-
-
-def vim_dim(d: int) -> int:
-    """The original ViM repository's principal dimension for ``d``-dimensional features."""
-    if d >= 2048:
-        return 1000
-    if d >= 768:
-        return 512
-    return max(1, d // 2)
-
-
-def default_params(name: str, shape: DataShape) -> dict[str, Any]:
-    """Defaults for ``name`` on data of this shape (empty: the class's own defaults)."""
-    d, n = shape.n_features, shape.n_train
-    if name in ("vim", "residual"):
-        return {"dim": vim_dim(d)}
-    if name in ("knn", "sage"):
-        return {"k": max(1, min(50, n // 4))}
-    if name == "nnguide":
-        return {"k": max(1, min(100, n // 4))}
-    if name == "deup":
-        return {"k": max(1, min(20, n // 10))}
-    if name == "openmax" and shape.min_class_count:
-        return {"tailsize": max(2, min(20, shape.min_class_count // 2))}
-    if name == "ensemble":
-        if shape.has_head:
-            return {"members": ["knn", ["vim", {"dim": vim_dim(d)}], "energy"]}
-        return {"members": ["knn", "mahalanobis" if shape.has_labels else "gaussian"]}
-    return {}
-
-
-def tuning_grid(name: str, shape: DataShape) -> list[dict[str, Any]]:
-    """The small validation grid of ``name`` (empty: nothing to tune)."""
-    d, n = shape.n_features, shape.n_train
-    if name == "knn":
-        ks = [k for k in (1, 5, 10, 50) if k <= max(1, n // 4)]
-        return [{"k": k} for k in ks]
-    if name == "react":
-        return [{"percentile": p} for p in (85, 90, 95, 99)]
-    if name in ("ash_p", "ash_b", "ash_s", "scale"):
-        return [{"percentile": p} for p in (65, 80, 90)]
-    if name == "dice":
-        return [{"percentile": p} for p in (50, 70, 90)]
-    if name in ("vim", "residual"):
-        dims = sorted({max(1, d // 4), vim_dim(d), max(1, (3 * d) // 4)})
-        return [{"dim": k} for k in dims if k < d]
-    if name == "neco":
-        return [{"dim": None}, *({"dim": k} for k in sorted({max(1, d // 4), max(1, d // 2)}))]
-    return []
 
 
 def plan_detectors(
@@ -192,42 +100,30 @@ def plan_detectors(
     """
     params = {k.lower().replace("-", "_"): dict(v) for k, v in (params or {}).items()}
     registry = registry or Registry()
-    infos = registry.infos
     explicit = detectors is not None
-    names = [registry.key(n) for n in detectors] if explicit else sorted(infos)
+    names = [registry.key(n) for n in detectors] if explicit else sorted(registry.infos)
     planned, skipped = [], {}
     for name in names:
-        info = infos[name]
-        experimental = bool(getattr(registry.classes[name], "experimental", False))
-        if experimental and not explicit:
+        cls = registry.classes[name]
+        if cls.experimental and not explicit:
             skipped[name] = "experimental (formula unverified); excluded by default, name it in detectors= to run it"
             continue
-        uses_head = info.requires_head or info.input_kind == "logits" or info.family == "ensemble"
-        if info.requires_head and not shape.has_head:
-            skipped[name] = "needs the classifier head (W, b), and the data has none"
+        reason = cls.unavailable(shape)
+        if reason is not None:
+            skipped[name] = reason
             continue
-        if info.input_kind == "logits" and not (shape.has_head or shape.features_are_logits):
-            skipped[name] = "runs on logits: needs the classifier head (W, b) or logits as the features"
-            continue
-        if info.requires_labels and not shape.has_labels:
-            skipped[name] = "needs class labels of the training rows, and the data has none"
-            continue
-        if name == "openmax" and shape.min_class_count < 2:
-            skipped[name] = "needs at least two training rows per class"
-            continue
-        defaults = default_params(name, shape)
         fixed = name in params
-        chosen = {**defaults, **params.get(name, {})}
-        grid = [] if fixed or not tune else [{**chosen, **point} for point in tuning_grid(name, shape)]
+        chosen = {**cls.default_params(shape), **params.get(name, {})}
+        grid = [] if fixed or not tune else [{**chosen, **point} for point in cls.tuning_grid(shape)]
         planned.append(
             Planned(
                 name=name,
                 params=chosen,
                 grid=grid or [chosen],
-                uses_head=uses_head and shape.has_head,
+                uses_head=cls.takes_head() and shape.has_head,
                 uses_labels=shape.has_labels,
-                fit_on_val=name in FIT_ON_VAL,
-                experimental=experimental,
+                fit_on_val=cls.fits_on_validation,
+                experimental=cls.experimental,
             )
         )
     return planned, skipped

@@ -38,10 +38,11 @@ import numpy as np
 
 from .. import metrics
 from .._validation import check_head
+from ..base import DataShape
 from ..datasets._base import OpenSetData
 from ..exceptions import InputError
 from ._bootstrap import hierarchical_ci, replicate_metrics, row_weights
-from ._plan import DataShape, Planned, Registry, plan_detectors
+from ._plan import Planned, Registry, plan_detectors
 from .result import BenchResult, DetectorScores
 from .selection import Selection
 from .selection import select as select_detector
@@ -437,7 +438,7 @@ def run(
             config["conformal_detector"] = "best mean near/far AUROC on test (no selection was run)"
         if target is not None:
             det, plan = first[target]
-            refit = bool(plan is not None and plan.fit_on_val) or (target == AUTO and selections[0][1].name == "temp_msp")
+            refit = type(det).fits_on_validation
             result.conformal = _conformal(det, data0, refit, label, seeds[0], registry)
     config["seconds"] = time.perf_counter() - t_start
     if out_dir is not None:

@@ -57,9 +57,9 @@ from typing import Any
 import numpy as np
 
 from .._validation import as_float_array, check_head, check_labels
-from ..base import Detector
+from ..base import DataShape, Detector
 from ..exceptions import InputError
-from ._plan import FIT_ON_VAL, DataShape, Registry, plan_detectors
+from ._plan import Registry, plan_detectors
 
 __all__ = ["Candidate", "Selection", "candidate_label", "select"]
 
@@ -70,10 +70,6 @@ ENSEMBLE_SIZE = 3
 # The ensemble replaces the best single detector only when it is better by this much (mean AUROC): smaller
 # gains are within the noise of the synthetic validation sets, and the single detector is simpler.
 ENSEMBLE_MARGIN = 0.005
-
-# Not tried as ensemble members: the ensemble itself, and SDM, whose fit-row scores cover only its own
-# calibration rows (the Ensemble needs one reference score per fit row).
-_NOT_MEMBERS = frozenset({"ensemble", "sdm"})
 
 HELD_OUT, INTERPOLATION, PERMUTATION = "held-out classes", "class interpolation", "feature permutation"
 
@@ -205,7 +201,7 @@ def _ood_sets(ood_val: Any, d: int) -> dict[str, np.ndarray]:
 
 
 def _candidates(
-    candidates: Any, shape: DataShape, has_val_labels: bool, registry: Registry
+    candidates: Any, shape: DataShape, registry: Registry
 ) -> tuple[list[Candidate], dict[str, str]]:
     """Normalise ``candidates`` to a list of :class:`Candidate` (grid points with labels) and skipped names."""
     if candidates is None:
@@ -239,11 +235,6 @@ def _candidates(
             if n in runnable:
                 pairs.extend((n, dict(g)) for g in runnable[n].grid) if point is None else pairs.append(
                     (n, {**runnable[n].params, **point}))
-    if not has_val_labels:
-        for name in FIT_ON_VAL:
-            if any(n == name for n, _ in pairs):
-                skipped[name] = "fits its temperature on labelled validation rows, and y_val is missing"
-        pairs = [(n, p) for n, p in pairs if n not in FIT_ON_VAL]
     if not pairs:
         raise InputError(
             "select: no candidate detector can run on this data"
@@ -362,13 +353,13 @@ def _fit(
     """Fit a candidate as the benchmark does: labels when known, the head when it uses one, temperature on val."""
     det = registry.make(cand.name, cand.params)
     cls = type(det)
-    uses_head = cls.requires_head or cls.input_kind == "logits" or cls.family == "ensemble"
+    head = head if cls.takes_head() else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if cand.name in FIT_ON_VAL:
-            det.fit(X_val, y_val, head=head if uses_head else None)
+        if cls.fits_on_validation:
+            det.fit(X_val, y_val, head=head)
         else:
-            det.fit(X, y, head=head if uses_head else None)
+            det.fit(X, y, head=head)
     return det
 
 
@@ -475,9 +466,9 @@ def select(
         y_val = None if y_val is None else check_labels(y_val, X_val.shape[0], owner="select (y_val)")
         X_fit_all, y_fit_all = X_train, y_train
         val_note = ""
-    shape = DataShape.of(X_fit_all, y_fit_all, head)
+    shape = DataShape.of(X_fit_all, y_fit_all, head, has_val_labels=y_val is not None)
     registry = _registry or Registry()
-    cands, skipped = _candidates(candidates, shape, y_val is not None, registry)
+    cands, skipped = _candidates(candidates, shape, registry)
 
     tr = _subsample(rng, X_fit_all.shape[0], MAX_TRAIN_ROWS, y_fit_all)
     va = _subsample(rng, X_val.shape[0], MAX_VAL_ROWS, y_val)
@@ -536,7 +527,8 @@ def select(
         fam = {c.name: registry.infos[c.name].family for c in cands}
         seen, members = set(), []
         for c in ranked:
-            if c.name in FIT_ON_VAL or c.name in _NOT_MEMBERS or fam[c.name] in seen:
+            cls = registry.classes[c.name]
+            if cls.fits_on_validation or not cls.ensemble_member or fam[c.name] in seen:
                 continue
             seen.add(fam[c.name])
             members.append(c)

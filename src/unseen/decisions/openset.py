@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import metrics
 from .._validation import as_float_array, check_head, check_param, coerce_class_labels
-from ..base import THRESHOLD_SAMPLE, Detector
+from ..base import THRESHOLD_SAMPLE, Detector, threshold_at_tpr
 from ..exceptions import InputError, NotFittedError, PersistenceError
 
 __all__ = ["OpenSetClassifier"]
@@ -34,31 +34,8 @@ THRESHOLDS = ("global", "per_class")
 #: False positive rates at which :meth:`OpenSetClassifier.evaluate` reports CCR.
 EVAL_CCR_FPRS = (0.01, 0.05, 0.1)
 
-#: Detectors whose method defines an "unknown" probability: registry name -> (method, unknown column).
-#: The method returns (n, n_classes + 1) probabilities over the unknown class and the known classes.
-OPEN_PROBA_METHODS: dict[str, tuple[str, int]] = {
-    "openmax": ("predict_proba_openmax", 0),
-}
-
 #: Rows per call of a detector's fit-row scorer (KNN's leave-one-out scorer keeps at most 5000 rows).
 _FIT_SCORE_BLOCK = 4096
-
-
-def _threshold(scores: np.ndarray, tpr: float) -> float:
-    """The largest cut that accepts (``score >= cut``) at least a fraction ``tpr`` of ``scores``.
-
-    The same rule as :meth:`unseen.base.Detector.calibrate`.
-    """
-    s = np.sort(scores)
-    k = int(np.floor((1.0 - tpr) * s.shape[0] + 1e-9))
-    return float(s[min(k, s.shape[0] - 1)])
-
-
-def _takes_head(det: Detector) -> bool:
-    """Whether ``det.fit`` accepts ``head=(W, b)``: it needs one, takes logits, or hands it on (Ensemble)."""
-    if det.requires_head or det.input_kind == "logits":
-        return True
-    return type(det)._set_head is not Detector._set_head
 
 
 class OpenSetClassifier:
@@ -402,7 +379,7 @@ class OpenSetClassifier:
         self._check_unknown_label()
         y_idx = self._encode(labels, "y")
         X_det, logits = self._prepare(X)
-        fit_head = (self.W_, self.b_) if self.W_ is not None and self.detector_input_ == "features" and _takes_head(det) else None
+        fit_head = (self.W_, self.b_) if self.W_ is not None and self.detector_input_ == "features" and det.takes_head() else None
         det.fit(X_det, y_idx, head=fit_head)
         self.detector_ = det
         self.threshold_ = float(det.offset_)
@@ -493,7 +470,7 @@ class OpenSetClassifier:
             need = self._min_samples(tpr)
             fallback = counts < need if scores is not None else np.ones(n_classes, dtype=bool)
             for c in np.flatnonzero(~fallback):
-                thresholds[c] = _threshold(scores[pred == c], tpr)
+                thresholds[c] = threshold_at_tpr(scores[pred == c], tpr)
         self.thresholds_, self.class_counts_, self.fallback_ = thresholds, counts, fallback
 
     def calibrate(self, X_val: Any, y_val: Any = None, *, tpr: float | None = None) -> OpenSetClassifier:
@@ -590,25 +567,18 @@ class OpenSetClassifier:
             For any other detector: none of them defines an unknown probability.
         """
         self._check_fitted()
-        entry = OPEN_PROBA_METHODS.get(self.detector_.name)
-        if entry is None:
-            names = ", ".join(sorted(OPEN_PROBA_METHODS))
-            why = (
-                " SDM's probabilities cover the known classes only (detector_.predict_proba_sdm): it says "
-                "'unknown' by flattening them towards 1/C and by q = 0 (detector_.components(X)['is_ood'])."
-                if self.detector_.name == "sdm"
-                else ""
-            )
+        det = self.detector_
+        if not det.has_unknown_proba:
+            from ..registry import list_detectors
+
+            names = ", ".join(i.name for i in list_detectors() if i.detector_class.has_unknown_proba)
+            note = f" {det.unknown_proba_note}" if det.unknown_proba_note else ""
             raise InputError(
-                f"OpenSetClassifier.predict_proba: {type(self.detector_).__name__} defines no probability of the "
-                f"unknown class (only {names} do{'es' if len(OPEN_PROBA_METHODS) == 1 else ''}).{why} Use "
-                "predict() for the label (a known class or unknown_label) and decision_function() / "
-                "score_samples() for how familiar each input is."
+                f"OpenSetClassifier.predict_proba: {type(det).__name__} defines no probability of the unknown class "
+                f"(only {names} do).{note} Use predict() for the label (a known class or unknown_label) and "
+                "decision_function() / score_samples() for how familiar each input is."
             )
-        method, unknown_col = entry
-        P = np.asarray(getattr(self.detector_, method)(self._prepare(X)[0]), dtype=np.float64)
-        known = np.delete(P, unknown_col, axis=1)
-        return np.column_stack([known, P[:, unknown_col]])
+        return np.asarray(det.predict_proba_open(self._prepare(X)[0]), dtype=np.float64)
 
     # ------------------------------------------------------------------------------------ evaluation
 

@@ -60,6 +60,8 @@ class SHE(Detector):
     requires_labels = True
     requires_head = True
     supports_chunks = True
+    can_enroll = True
+    enroll_takes_head = True
 
     def __init__(self, *, tpr: float = 0.95):
         self.tpr = tpr

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import warnings
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from .._validation import check_param
-from ..base import Detector
+from ..base import DataShape, Detector
 from ..exceptions import InputError
 from .neighbors import _MARGIN, _exact_values, _faiss
 
@@ -116,6 +116,10 @@ class DEUP(Detector):
     requires_labels = True
     #: Fit rows used to choose the default bandwidth (a seeded sample when there are more).
     bandwidth_rows: ClassVar[int] = 1000
+
+    @classmethod
+    def default_params(cls, shape: DataShape) -> dict[str, Any]:
+        return {"k": max(1, min(20, shape.n_train // 10))}
 
     def __init__(
         self,

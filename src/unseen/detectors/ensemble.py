@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_head, check_param
+from .._validation import check_param
 from .. import base as _base
-from ..base import Detector
+from ..base import DataShape, Detector
 from ..exceptions import InputError
 
 __all__ = ["Ensemble"]
@@ -125,6 +125,23 @@ class Ensemble(Detector):
     input_kind = "features"
     requires_labels = False
     requires_head = False
+    ensemble_member = False
+
+    @classmethod
+    def takes_head(cls) -> bool:
+        return True  # handed on to the members that take one
+
+    @classmethod
+    def default_params(cls, shape: DataShape) -> dict[str, Any]:
+        if shape.has_head:
+            from .subspace import vim_dim
+
+            return {"members": ["knn", ["vim", {"dim": vim_dim(shape.n_features)}], "energy"]}
+        return {"members": ["knn", "mahalanobis" if shape.has_labels else "gaussian"]}
+
+    @classmethod
+    def test_params(cls, shape: DataShape) -> dict[str, Any]:
+        return {"members": ["knn", "energy"]}
 
     def __init__(self, members: Any = ("knn", "energy"), combine: str = "mean", *, tpr: float = 0.95):
         self.members = members
@@ -134,14 +151,6 @@ class Ensemble(Detector):
     def _check_params(self) -> None:
         check_param(self.combine, "combine", owner=type(self).__name__, choices=list(_COMBINE))
         _member_specs(self.members)
-
-    def _set_head(self, head: Any) -> None:
-        # The ensemble itself is a feature detector, but it hands the head on to the members that use it.
-        if head is None:
-            self.W_ = None
-            self.b_ = None
-            return
-        self.W_, self.b_ = check_head(head, self.n_features_in_, owner=type(self).__name__)
 
     # ------------------------------------------------------------------------------------ fitting
 
@@ -168,7 +177,7 @@ class Ensemble(Detector):
             kwargs: dict[str, Any] = {}
             if cls.requires_labels:
                 kwargs["y"] = y
-            if head is not None and (cls.requires_head or cls.input_kind == "logits"):
+            if head is not None and cls.takes_head():
                 kwargs["head"] = head
             with _naming(i, cls.name):
                 det.fit(X, **kwargs)

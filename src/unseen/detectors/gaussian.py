@@ -67,6 +67,9 @@ class _ClassGaussian(_GaussianBase):
     """
 
     requires_labels = True
+    can_enroll = True
+    can_forget = True
+    forget_takes_rows = True
 
     def _fit_chunks(self, source, y) -> None:
         classes, m = _accumulate(source, y, self.n_features_in_, type(self).__name__)

@@ -83,6 +83,7 @@ class TemperatureScaledMSP(_LogitDetector):
 
     name = "temp_msp"
     requires_labels = True
+    fits_on_validation = True
 
     def __init__(self, *, tpr: float = 0.95):
         self.tpr = tpr

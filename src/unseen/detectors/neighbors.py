@@ -17,13 +17,13 @@ import math
 import os
 import sys
 from collections.abc import Iterable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from .._stats import logsumexp_rows
 from .._validation import check_param
-from ..base import Detector
+from ..base import DataShape, Detector
 from ..exceptions import InputError, MissingDependencyError
 
 __all__ = ["KNN", "NNGuide"]
@@ -204,6 +204,16 @@ class KNN(Detector):
     supports_chunks = True
     #: Fit rows whose leave-one-out scores set the threshold (a seeded sample when there are more).
     threshold_rows: ClassVar[int] = 5000
+    can_enroll = True
+    can_forget = True
+
+    @classmethod
+    def default_params(cls, shape: DataShape) -> dict[str, Any]:
+        return {"k": max(1, min(50, shape.n_train // 4))}
+
+    @classmethod
+    def tuning_grid(cls, shape: DataShape) -> list[dict[str, Any]]:
+        return [{"k": k} for k in (1, 5, 10, 50) if k <= max(1, shape.n_train // 4)]
 
     def __init__(
         self,
@@ -409,6 +419,9 @@ class KNN(Detector):
             self._store_index(index)
         return self
 
+    def enroll_needs_label(self) -> bool:
+        return getattr(self, "bank_labels_", None) is not None
+
     def forget(self, label: int) -> KNN:
         """Remove every bank row of class ``label`` without refitting (needs a labelled bank: ``fit(X, y)``).
 
@@ -527,6 +540,10 @@ class NNGuide(Detector):
     family = "distance"
     requires_head = True
     supports_chunks = True
+
+    @classmethod
+    def default_params(cls, shape: DataShape) -> dict[str, Any]:
+        return {"k": max(1, min(100, shape.n_train // 4))}
 
     def __init__(self, k: int = 100, alpha: float = 0.01, seed: int = 0, *, tpr: float = 0.95):
         self.k = k

@@ -8,12 +8,14 @@ its smallest value sits at 10 000, and a two-parameter Weibull (location 0) is f
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy.optimize import brentq
 from scipy.special import log_softmax
 
 from .._validation import check_param
-from ..base import Detector
+from ..base import DataShape, Detector
 from ..exceptions import InputError
 
 __all__ = ["OpenMax"]
@@ -129,6 +131,17 @@ class OpenMax(Detector):
     family = "openset"
     input_kind = "logits"
     requires_labels = True
+    has_unknown_proba = True
+
+    @classmethod
+    def unavailable(cls, shape: DataShape) -> str | None:
+        if shape.has_labels and shape.min_class_count < 2:
+            return "needs at least two training rows per class"
+        return super().unavailable(shape)
+
+    @classmethod
+    def default_params(cls, shape: DataShape) -> dict[str, Any]:
+        return {"tailsize": max(2, min(20, shape.min_class_count // 2))} if shape.min_class_count else {}
 
     def __init__(self, tailsize: int = 20, alpha: int = 3, distance: str = "euclidean", *, tpr: float = 0.95):
         self.tailsize = tailsize
@@ -224,3 +237,9 @@ class OpenMax(Detector):
         X = self._validate(X)
         rows = self.score_batch_rows
         return np.concatenate([np.exp(self._log_proba(X[i : i + rows])) for i in range(0, X.shape[0], rows)])
+
+    def predict_proba_open(self, X) -> np.ndarray:
+        """The OpenMax probabilities with the unknown class last: columns ``0..C-1`` the known classes, ``C``
+        unknown (the column order every open-set consumer uses; :meth:`predict_proba_openmax` puts it first)."""
+        P = self.predict_proba_openmax(X)
+        return np.column_stack([P[:, 1:], P[:, 0]])

@@ -9,7 +9,7 @@ from scipy.special import log_softmax
 
 from .._stats import ClassMoments, sym_eig_desc
 from .._validation import check_param
-from ..base import Detector
+from ..base import DataShape, Detector
 from ..exceptions import InputError
 from .ensemble import _COMBINE, Ensemble, _ecdf
 from .neighbors import KNN
@@ -103,6 +103,10 @@ class SAGE(Detector):
     requires_head = True
     #: Names of the three statistics, in the column order of :meth:`components`.
     component_names: ClassVar[tuple[str, str, str]] = ("knn", "reconstruction", "confidence")
+
+    @classmethod
+    def default_params(cls, shape: DataShape) -> dict[str, Any]:
+        return {"k": max(1, min(50, shape.n_train // 4))}
 
     def __init__(
         self,

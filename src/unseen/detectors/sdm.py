@@ -134,6 +134,12 @@ class SDM(Detector):
     requires_labels = True
     requires_head = True
     score_batch_rows: ClassVar[int] = 2048
+    # Its fit-row scores are those of its own calibration split, not one per fit row as an Ensemble needs.
+    ensemble_member = False
+    unknown_proba_note = (
+        "SDM's probabilities cover the known classes only (predict_proba_sdm): it says 'unknown' by flattening "
+        "them towards 1/C and by q = 0 (components(X)['is_ood'])."
+    )
 
     def __init__(self, max_q: int = 1000, calibration_fraction: float = 0.2, seed: int = 0, *, tpr: float = 0.95):
         self.max_q = max_q

@@ -12,12 +12,13 @@ features have negative entries, where the sums ``s1, s2`` below can vanish or ch
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 
 from .._stats import logsumexp_rows
 from .._validation import check_param
-from ..base import Detector
+from ..base import DataShape, Detector
 from ..exceptions import InputError
 
 __all__ = ["ASHB", "ASHP", "ASHS", "DICE", "SCALE", "ReAct"]
@@ -53,6 +54,10 @@ class _TopK(_Shaping):
     """Shared fit of ASH and SCALE: the number of activations kept per sample, ``k = n - round(n p / 100)``."""
 
     _allow_100 = False
+
+    @classmethod
+    def tuning_grid(cls, shape: DataShape) -> list[dict[str, Any]]:
+        return [{"percentile": p} for p in (65, 80, 90)]
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
         n = X.shape[1]
@@ -123,6 +128,10 @@ class ReAct(_Shaping):
     """
 
     name = "react"
+
+    @classmethod
+    def tuning_grid(cls, shape: DataShape) -> list[dict[str, Any]]:
+        return [{"percentile": p} for p in (85, 90, 95, 99)]
 
     def __init__(self, percentile: float = 90, *, tpr: float = 0.95):
         self.percentile = percentile
@@ -328,6 +337,10 @@ class DICE(_Shaping):
 
     name = "dice"
     _allow_100 = False
+
+    @classmethod
+    def tuning_grid(cls, shape: DataShape) -> list[dict[str, Any]]:
+        return [{"percentile": p} for p in (50, 70, 90)]
 
     def __init__(self, percentile: float = 90, *, tpr: float = 0.95):
         self.percentile = percentile

@@ -15,15 +15,16 @@ columns per row.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
 from .._stats import ClassMoments, logsumexp_rows, sym_eig_desc
 from .._validation import check_param
-from ..base import Detector
+from ..base import DataShape, Detector
 from ..exceptions import InputError
 
-__all__ = ["NECO", "Residual", "ViM"]
+__all__ = ["NECO", "Residual", "ViM", "vim_dim"]
 
 
 def _moments(source: Iterable[tuple[int, np.ndarray]], n_features: int) -> ClassMoments:
@@ -34,13 +35,20 @@ def _moments(source: Iterable[tuple[int, np.ndarray]], n_features: int) -> Class
     return moments
 
 
-def _original_vim_dim(n_features: int) -> int:
-    """The original ViM repository's rule for the principal dimension D_p."""
+def vim_dim(n_features: int) -> int:
+    """The original ViM repository's principal dimension ``D_p`` for ``n_features``-dimensional features:
+    1000 for D >= 2048, 512 for D >= 768, else D/2 (at least 1).
+
+    Examples
+    --------
+    >>> vim_dim(2048), vim_dim(64)
+    (1000, 32)
+    """
     if n_features >= 2048:
         return 1000
     if n_features >= 768:
         return 512
-    return n_features // 2
+    return max(1, n_features // 2)
 
 
 class _ResidualSpace(Detector):
@@ -53,13 +61,23 @@ class _ResidualSpace(Detector):
 
     dim: int
 
+    @classmethod
+    def default_params(cls, shape: DataShape) -> dict[str, Any]:
+        return {"dim": vim_dim(shape.n_features)}
+
+    @classmethod
+    def tuning_grid(cls, shape: DataShape) -> list[dict[str, Any]]:
+        d = shape.n_features
+        dims = sorted({max(1, d // 4), vim_dim(d), max(1, (3 * d) // 4)})
+        return [{"dim": k} for k in dims if k < d]
+
     def _check_params(self) -> None:
         check_param(self.dim, "dim", owner=type(self).__name__, kind=int, low=1)
 
     def _check_dim(self) -> None:
         owner, D = type(self).__name__, self.n_features_in_
         if self.dim >= D:
-            suggestion = max(_original_vim_dim(D), 1)
+            suggestion = vim_dim(D)
             raise InputError(
                 f"{owner}: dim={self.dim} leaves no residual space for {D}-dimensional features; the principal "
                 f"dimension must be smaller than the number of features. Pass dim < {D}, e.g. {owner}(dim={suggestion}) "
@@ -256,6 +274,15 @@ class NECO(Detector):
     def __init__(self, dim: int | None = None, *, tpr: float = 0.95):
         self.dim = dim
         self.tpr = tpr
+
+    @classmethod
+    def tuning_grid(cls, shape: DataShape) -> list[dict[str, Any]]:
+        d = shape.n_features
+        return [{"dim": None}, *({"dim": k} for k in sorted({max(1, d // 4), max(1, d // 2)}))]
+
+    @classmethod
+    def test_params(cls, shape: DataShape) -> dict[str, Any]:
+        return {"dim": max(1, shape.n_features // 4)}
 
     def _check_params(self) -> None:
         if self.dim is not None:
