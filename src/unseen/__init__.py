@@ -12,90 +12,67 @@ imported on first use, so ``import unseen`` stays fast.
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _distribution_version
 from typing import Any
 
 from . import decisions, metrics
-from .base import Detector
+from .base import DataShape, Detector
 from .decisions import ConformalFlagger, OpenSetClassifier
 from .exceptions import InputError, MissingDependencyError, NotFittedError, PersistenceError, UnseenError
 from .explain import explain
 from .persistence import load, save
-from .registry import DetectorInfo, get_detector, list_detectors, register
+from .registry import DetectorInfo, builtin_detectors, get_detector, list_detectors, register
 
-__version__ = "0.1.0"
-
-_DETECTOR_CLASSES = {
-    "ASHB": "shaping",
-    "ASHP": "shaping",
-    "ASHS": "shaping",
-    "COSTARR": "costarr",
-    "DEUP": "deup",
-    "DICE": "shaping",
-    "Energy": "logits",
-    "Ensemble": "ensemble",
-    "Entropy": "logits",
-    "Evidential": "evidential",
-    "FDBD": "boundary",
-    "GEN": "logits",
-    "Gaussian": "gaussian",
-    "KLMatching": "logits",
-    "KNN": "neighbors",
-    "MSP": "logits",
-    "Mahalanobis": "gaussian",
-    "MaxLogit": "logits",
-    "NECO": "subspace",
-    "NNGuide": "neighbors",
-    "OpenMax": "openset",
-    "SDM": "sdm",
-    "ReAct": "shaping",
-    "RelativeMahalanobis": "gaussian",
-    "SAGE": "sage",
-    "Residual": "subspace",
-    "SCALE": "shaping",
-    "SHE": "boundary",
-    "TemperatureScaledMSP": "logits",
-    "ViM": "subspace",
-}
+try:  # pyproject.toml is the one place the version is written
+    __version__ = _distribution_version("unseen")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
 
 _SUBMODULES = ("adapters", "bench", "datasets", "encoders", "report")
 _LAZY = {"select": "bench.selection", "Selection": "bench.selection"}
 
-__all__ = sorted(
-    [
-        "ConformalFlagger",
-        "Detector",
-        "DetectorInfo",
-        "InputError",
-        "MissingDependencyError",
-        "NotFittedError",
-        "OpenSetClassifier",
-        "PersistenceError",
-        "UnseenError",
-        "__version__",
-        "decisions",
-        "explain",
-        "get_detector",
-        "list_detectors",
-        "load",
-        "metrics",
-        "register",
-        "save",
-        *_DETECTOR_CLASSES,
-        *_SUBMODULES,
-        *_LAZY,
-    ]
-)
+_PUBLIC = [
+    "ConformalFlagger",
+    "DataShape",
+    "Detector",
+    "DetectorInfo",
+    "InputError",
+    "MissingDependencyError",
+    "NotFittedError",
+    "OpenSetClassifier",
+    "PersistenceError",
+    "UnseenError",
+    "__version__",
+    "decisions",
+    "explain",
+    "get_detector",
+    "list_detectors",
+    "load",
+    "metrics",
+    "register",
+    "save",
+    *_SUBMODULES,
+    *_LAZY,
+]
+
+
+def _detector_classes() -> dict[str, type]:
+    """Class name -> class of every built-in detector (the registry is the one list)."""
+    return {cls.__name__: cls for cls in builtin_detectors().values()}
 
 
 def __getattr__(name: str) -> Any:
     import importlib
 
-    if name in _SUBMODULES:
+    if name == "__all__":  # detector classes are found on first use, so `import unseen` stays fast
+        value: Any = sorted([*_PUBLIC, *_detector_classes()])
+    elif name in _SUBMODULES:
         value = importlib.import_module(f"unseen.{name}")
     elif name in _LAZY:
         value = getattr(importlib.import_module(f"unseen.{_LAZY[name]}"), name)
-    elif name in _DETECTOR_CLASSES:
-        value = getattr(importlib.import_module(f"unseen.detectors.{_DETECTOR_CLASSES[name]}"), name)
+    elif name[:1].isupper() and name in _detector_classes():
+        value = _detector_classes()[name]
     else:
         raise AttributeError(f"module 'unseen' has no attribute {name!r}")
     globals()[name] = value
@@ -103,4 +80,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return __all__
+    return __getattr__("__all__")

@@ -1,4 +1,5 @@
-"""The detector registry: names, lazy imports, and an entry-point group for third-party detectors.
+"""The detector registry: the built-in detectors (found in :mod:`unseen.detectors`), lazy imports, and an
+entry-point group for third-party detectors.
 
 Third-party packages add detectors through the ``unseen.detectors`` entry-point group, e.g. in their
 ``pyproject.toml``::
@@ -10,65 +11,53 @@ Third-party packages add detectors through the ``unseen.detectors`` entry-point 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+import pkgutil
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
 from .exceptions import InputError, MissingDependencyError
 
-__all__ = ["DetectorInfo", "get_detector", "list_detectors", "register"]
+__all__ = ["DetectorInfo", "builtin_detectors", "get_detector", "list_detectors", "load_class", "register"]
 
 ENTRY_POINT_GROUP = "unseen.detectors"
 
-# name -> (import target, pip extra needed or None). Core detectors need NumPy, SciPy, scikit-learn, faiss.
-_BUILTIN: dict[str, tuple[str, str | None]] = {
-    # logits
-    "msp": ("unseen.detectors.logits:MSP", None),
-    "temp_msp": ("unseen.detectors.logits:TemperatureScaledMSP", None),
-    "maxlogit": ("unseen.detectors.logits:MaxLogit", None),
-    "energy": ("unseen.detectors.logits:Energy", None),
-    "entropy": ("unseen.detectors.logits:Entropy", None),
-    "gen": ("unseen.detectors.logits:GEN", None),
-    "klm": ("unseen.detectors.logits:KLMatching", None),
-    "evidential": ("unseen.detectors.evidential:Evidential", None),
-    # distance
-    "mahalanobis": ("unseen.detectors.gaussian:Mahalanobis", None),
-    "rmds": ("unseen.detectors.gaussian:RelativeMahalanobis", None),
-    "gaussian": ("unseen.detectors.gaussian:Gaussian", None),
-    "knn": ("unseen.detectors.neighbors:KNN", None),
-    "nnguide": ("unseen.detectors.neighbors:NNGuide", None),
-    "she": ("unseen.detectors.boundary:SHE", None),
-    "fdbd": ("unseen.detectors.boundary:FDBD", None),
-    # subspace
-    "vim": ("unseen.detectors.subspace:ViM", None),
-    "residual": ("unseen.detectors.subspace:Residual", None),
-    "neco": ("unseen.detectors.subspace:NECO", None),
-    # activation shaping
-    "react": ("unseen.detectors.shaping:ReAct", None),
-    "ash_p": ("unseen.detectors.shaping:ASHP", None),
-    "ash_b": ("unseen.detectors.shaping:ASHB", None),
-    "ash_s": ("unseen.detectors.shaping:ASHS", None),
-    "scale": ("unseen.detectors.shaping:SCALE", None),
-    "dice": ("unseen.detectors.shaping:DICE", None),
-    # open set
-    "openmax": ("unseen.detectors.openset:OpenMax", None),
-    "sdm": ("unseen.detectors.sdm:SDM", None),
-    # ensemble
-    "ensemble": ("unseen.detectors.ensemble:Ensemble", None),
-    "sage": ("unseen.detectors.sage:SAGE", None),
-    # learned
-    "deup": ("unseen.detectors.deup:DEUP", None),
-    # open set, experimental (formula unverified)
-    "costarr": ("unseen.detectors.costarr:COSTARR", None),
-}
-
+#: Third-party detectors added with :func:`register`: name -> (import target, pip extra needed or None).
 _EXTRA: dict[str, tuple[str, str | None]] = {}
+_BUILTIN: dict[str, type] | None = None
+
+
+def builtin_detectors() -> dict[str, type]:
+    """The built-in detectors, name -> class: every :class:`~unseen.Detector` subclass with a ``name`` defined in
+    a module of :mod:`unseen.detectors`. The modules are the only list; they are imported on first use.
+
+    Examples
+    --------
+    >>> builtin_detectors()["knn"].__name__
+    'KNN'
+    """
+    global _BUILTIN
+    if _BUILTIN is None:
+        from . import detectors
+        from .base import Detector
+
+        found: dict[str, type] = {}
+        for module_info in sorted(pkgutil.iter_modules(detectors.__path__), key=lambda m: m.name):
+            if module_info.name.startswith("_"):
+                continue
+            module = importlib.import_module(f"{detectors.__name__}.{module_info.name}")
+            for obj in vars(module).values():
+                if isinstance(obj, type) and issubclass(obj, Detector) and obj.__module__ == module.__name__ and obj.name:
+                    if obj.name in found and found[obj.name] is not obj:
+                        raise RuntimeError(f"two built-in detectors are named {obj.name!r}: {found[obj.name]} and {obj}")
+                    found[obj.name] = obj
+        _BUILTIN = dict(sorted(found.items()))
+    return _BUILTIN
 
 
 @dataclass(frozen=True)
 class DetectorInfo:
-    """What a registered detector is and what it consumes; ``detector_class`` answers everything else
-    (its capabilities: ``takes_head()``, ``default_params(shape)``, ``can_enroll``, ...)."""
+    """What a registered detector is and what it consumes."""
 
     name: str
     cls_path: str
@@ -78,7 +67,12 @@ class DetectorInfo:
     requires_head: bool
     supports_chunks: bool
     summary: str
-    detector_class: type = field(repr=False, compare=False, default=object)
+
+    @property
+    def detector_class(self) -> type:
+        """The class itself, which answers everything else (``takes_head()``, ``default_params(shape)``, ...)."""
+        module, _, name = self.cls_path.partition(":")
+        return getattr(importlib.import_module(module), name)
 
     @property
     def inputs(self) -> str:
@@ -93,16 +87,18 @@ class DetectorInfo:
 
 def register(name: str, target: str, extra: str | None = None) -> None:
     """Register a detector class under ``name`` (``target`` is ``"module:Class"``)."""
-    if name in _BUILTIN:
+    if name in builtin_detectors():
         raise InputError(f"{name!r} is a built-in detector name; choose another.")
     _EXTRA[name] = (target, extra)
 
 
-def _table() -> dict[str, tuple[str, str | None]]:
-    table = dict(_BUILTIN)
+def _table() -> dict[str, type | tuple[str, str | None]]:
+    """Every name: a built-in class, or the ``(target, extra)`` of a plugin (imported when looked up)."""
+    table: dict[str, type | tuple[str, str | None]] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         table.setdefault(ep.name, (ep.value, None))
     table.update(_EXTRA)
+    table.update(builtin_detectors())
     return table
 
 
@@ -111,17 +107,32 @@ def _load(name: str) -> type:
     key = name.lower().replace("-", "_")
     if key not in table:
         raise InputError(f"Unknown detector {name!r}. Available: {', '.join(sorted(table))}.")
-    target, extra = table[key]
+    entry = table[key]
+    if isinstance(entry, type):
+        return entry
+    target, extra = entry
     module_name, _, cls_name = target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        if key in _BUILTIN and extra is None:
-            raise  # a built-in detector that does not import is a bug, not a missing extra
+        hint = f'pip install "unseen[{extra}]"' if extra else f"install the package that provides {module_name}"
         raise MissingDependencyError(
-            f'Detector {name!r} needs a package that is missing ({exc.name}). Install it with: pip install "unseen[{extra}]"'
+            f"Detector {name!r} needs a package that is missing ({exc.name}). Install it with: {hint}"
         ) from exc
     return getattr(module, cls_name)
+
+
+def load_class(path: str) -> type:
+    """The detector class of a ``"module:Class"`` path, if it is a registered detector; else an InputError.
+
+    Saved files name their class this way; loading checks it against the registry, so a file cannot make
+    unseen import an arbitrary module.
+    """
+    for name, entry in _table().items():
+        target = f"{entry.__module__}:{entry.__name__}" if isinstance(entry, type) else entry[0]
+        if target == path:
+            return _load(name)
+    raise InputError(f"{path!r} is not a registered unseen detector class.")
 
 
 def get_detector(name: str, **params: Any):
@@ -180,7 +191,6 @@ def list_detectors(family: str | None = None, input: str | None = None) -> list[
             requires_head=cls.requires_head,
             supports_chunks=cls.supports_chunks,
             summary=doc[0] if doc else "",
-            detector_class=cls,
         )
         if family is not None and info.family != family:
             continue
