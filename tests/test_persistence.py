@@ -140,3 +140,31 @@ def test_unknown_detector_is_refused(saved):
     rewrite(path, manifest=lambda m: {**m, "detector": "no_such_detector"})
     with pytest.raises(PersistenceError, match="no_such_detector"):
         unseen.load(path)
+
+
+@pytest.mark.parametrize("target", ["os:system", "subprocess:Popen", "unseen.detectors.neighbors:_drop_self", "tests.conftest:Data"])
+def test_stored_class_must_be_a_registered_detector(saved, target):
+    _, path = saved
+    rewrite(path, manifest=lambda m: {**m, "class": target})
+    with pytest.raises(PersistenceError, match="cannot be loaded here"):
+        unseen.load(path)
+
+
+def test_stored_name_and_class_must_agree(saved):
+    _, path = saved
+    rewrite(path, manifest=lambda m: {**m, "class": "unseen.detectors.neighbors:KNN"})
+    with pytest.raises(PersistenceError, match="names detector 'mahalanobis' but class"):
+        unseen.load(path)
+
+
+def test_conformal_flagger_round_trip(data, tmp_path):
+    from unseen.decisions import ConformalFlagger
+
+    flagger = ConformalFlagger(unseen.KNN(k=5).fit(data.X), alpha=0.1).calibrate(data.X_test)
+    again = unseen.load(flagger.save(tmp_path / "flagger.unseen"))
+    assert isinstance(again, ConformalFlagger) and isinstance(again.detector, unseen.KNN)
+    np.testing.assert_array_equal(again.p_values(data.X_ood), flagger.p_values(data.X_ood))
+    with pytest.raises(PersistenceError, match="IsolationForest"):
+        from sklearn.ensemble import IsolationForest
+
+        ConformalFlagger(IsolationForest(random_state=0).fit(data.X)).calibrate(data.X_test).save(tmp_path / "x.unseen")

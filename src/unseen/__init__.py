@@ -12,22 +12,16 @@ imported on first use, so ``import unseen`` stays fast.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _distribution_version
 from typing import Any
 
 from . import decisions, metrics
+from ._version import __version__
 from .base import DataShape, Detector
 from .decisions import ConformalFlagger, OpenSetClassifier
 from .exceptions import InputError, MissingDependencyError, NotFittedError, PersistenceError, UnseenError
 from .explain import explain
 from .persistence import load, save
 from .registry import DetectorInfo, builtin_detectors, get_detector, list_detectors, register
-
-try:  # pyproject.toml is the one place the version is written
-    __version__ = _distribution_version("unseen")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
 
 _SUBMODULES = ("adapters", "bench", "datasets", "encoders", "report")
 _LAZY = {"select": "bench.selection", "Selection": "bench.selection"}

@@ -339,7 +339,7 @@ def _add_enroll_parser(sub: Any, fmt: type) -> None:
 
 
 def _version() -> str:
-    from . import __version__
+    from ._version import __version__
 
     return __version__
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from .exceptions import PersistenceError
+from .exceptions import NotFittedError, PersistenceError
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "load", "save"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "load", "savable", "save"]
 
 FORMAT = "unseen-detector"
 FORMAT_VERSION = 1
@@ -35,7 +35,35 @@ def _digest(arr: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _jsonable(value: Any) -> Any:
+def savable(cls: type) -> type:
+    """Mark a class that is not a registered detector (the open-set classifier, the conformal flagger) as one
+    that :func:`load` may create. It keeps the detector contract's persistence protocol: ``name``,
+    ``get_params()``, ``_get_state()`` and ``_set_state(state)``. Usable as a class decorator."""
+    _SAVABLE[f"{cls.__module__}:{cls.__name__}"] = cls
+    return cls
+
+
+_SAVABLE: dict[str, type] = {}
+#: How a stored class path becomes a class; :mod:`unseen.registry` installs its checked lookup when imported
+#: (this module stays below the registry: it knows the file format, not the detectors).
+_resolvers: list[Any] = []
+
+
+def set_class_resolver(resolve: Any) -> None:
+    """Install the lookup ``resolve(class_path, name) -> class`` for classes not marked :func:`savable`; it must
+    refuse (raise) anything that is not a registered detector. :mod:`unseen.registry` calls it."""
+    _resolvers[:] = [resolve]
+
+
+def _is_savable(value: Any) -> bool:
+    return callable(getattr(value, "_get_state", None)) and callable(getattr(value, "get_params", None))
+
+
+def _class_path(obj: Any) -> str:
+    return f"{type(obj).__module__}:{type(obj).__name__}"
+
+
+def _jsonable(value: Any, prefix: str, arrays: dict[str, np.ndarray]) -> Any:
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (np.floating,)):
@@ -43,24 +71,25 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (np.bool_,)):
         return bool(value)
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v, f"{prefix}{i}.", arrays) for i, v in enumerate(value)]
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): _jsonable(v, f"{prefix}{k}.", arrays) for k, v in value.items()}
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
-    from .base import Detector
-
-    if isinstance(value, Detector):
-        return {"detector": value.name, "params": _jsonable(value.get_params())}
+    if _is_savable(value):
+        # A fitted object (the conformal flagger's detector) is saved whole; an unfitted one (the open-set
+        # classifier's template detector) by its name and hyperparameters.
+        try:
+            return {"saved": _encode(value, prefix, arrays)}
+        except NotFittedError:
+            return {"detector": value.name, "params": _jsonable(value.get_params(), prefix, arrays)}
     raise PersistenceError(f"Cannot save a value of type {type(value).__name__} ({value!r}) in a manifest.")
 
 
 def _encode(det: Any, prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-    from .base import Detector
-
     state: dict[str, Any] = {}
     array_refs: dict[str, dict[str, Any]] = {}
-    nested: dict[str, list[dict[str, Any]]] = {}
+    nested: dict[str, Any] = {}
     for key, value in det._get_state().items():
         if isinstance(value, np.ndarray):
             if value.dtype.hasobject:
@@ -68,16 +97,16 @@ def _encode(det: Any, prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, A
             name = f"{prefix}{key}"
             arrays[name] = value
             array_refs[key] = {"key": name, "sha256": _digest(value), "dtype": value.dtype.str, "shape": list(value.shape)}
-        elif isinstance(value, Detector):  # one wrapped detector (the open-set classifier's detector_)
+        elif _is_savable(value):  # one wrapped detector (the open-set classifier's detector_)
             nested[key] = _encode(value, f"{prefix}{key}.", arrays)
-        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Detector) for v in value):
+        elif isinstance(value, (list, tuple)) and value and all(_is_savable(v) for v in value):
             nested[key] = [_encode(v, f"{prefix}{key}.{i}.", arrays) for i, v in enumerate(value)]
         else:
-            state[key] = _jsonable(value)
+            state[key] = _jsonable(value, f"{prefix}{key}.", arrays)
     return {
         "detector": det.name,
-        "class": f"{type(det).__module__}:{type(det).__name__}",
-        "params": _jsonable(det.get_params()),
+        "class": _class_path(det),
+        "params": _jsonable(det.get_params(), f"{prefix}params.", arrays),
         "state": state,
         "arrays": array_refs,
         "nested": nested,
@@ -85,19 +114,22 @@ def _encode(det: Any, prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, A
 
 
 def save(detector: Any, path: str | Path) -> Path:
-    """Save a fitted detector (or :class:`unseen.OpenSetClassifier`) to ``path``: one file if it has a
+    """Save a fitted detector (or :class:`unseen.OpenSetClassifier`, :class:`unseen.ConformalFlagger`) to ``path``: one file if it has a
     suffix (``knn.unseen``), else a directory.
 
     Examples
     --------
     >>> unseen.save(det, "knn.unseen")  # doctest: +SKIP
     """
-    from . import __version__
+    from ._version import __version__
 
     path = Path(path)
     as_dir = path.is_dir() or not path.suffix
     arrays: dict[str, np.ndarray] = {}
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "library_version": __version__}
+    if not _is_savable(detector):
+        raise PersistenceError(f"Cannot save a {type(detector).__name__}: only unseen detectors, open-set classifiers "
+                               "and conformal flaggers can be saved.")
     manifest.update(_encode(detector, "", arrays))
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -150,21 +182,36 @@ def _read(path: Path) -> tuple[bytes, bytes]:
         raise PersistenceError(f"{path} is truncated or corrupted: {exc}") from None
 
 
-def _decode(entry: dict[str, Any], npz: Any, path: Path) -> Any:
-    from .base import Detector
-    from .decisions.openset import OpenSetClassifier
-    from .registry import _load, get_detector
-
+def _class(entry: dict[str, Any], path: Path) -> type:
+    """The class a manifest entry names, if unseen may create it: a registered detector (checked against the
+    registry, so a file cannot make unseen import an arbitrary module) or a class marked :func:`savable`."""
+    target = entry.get("class")
     try:
-        cls = OpenSetClassifier if entry["detector"] == OpenSetClassifier.name else _load(entry["detector"])
+        if isinstance(target, str) and target in _SAVABLE:
+            cls = _SAVABLE[target]
+        elif not _resolvers:
+            raise PersistenceError("no detector registry is loaded (import unseen first)")
+        else:
+            cls = _resolvers[0](target, entry.get("detector"))
     except Exception as exc:
-        raise PersistenceError(f"{path} holds detector {entry.get('detector')!r}, which cannot be loaded here: {exc}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, (Detector, OpenSetClassifier))):
-        raise PersistenceError(f"{path}: {entry['detector']!r} is not an unseen detector class.")
-    params = dict(entry["params"])
-    inner = params.get("detector")
-    if cls is OpenSetClassifier and isinstance(inner, dict) and set(inner) == {"detector", "params"}:
-        params["detector"] = get_detector(inner["detector"], **inner["params"])
+        raise PersistenceError(f"{path} holds detector {entry.get('detector')!r} ({target}), which cannot be loaded "
+                               f"here: {exc}") from exc
+    if getattr(cls, "name", None) != entry.get("detector"):
+        raise PersistenceError(f"{path} was tampered with: it names detector {entry.get('detector')!r} but class {target}.")
+    return cls
+
+
+def _param(value: Any, npz: Any, path: Path) -> Any:
+    if isinstance(value, dict) and set(value) == {"saved"}:
+        return _decode(value["saved"], npz, path)
+    if isinstance(value, dict) and set(value) == {"detector", "params"} and isinstance(value["detector"], str):
+        return _class({"detector": value["detector"], "class": None}, path)(**value["params"])
+    return value
+
+
+def _decode(entry: dict[str, Any], npz: Any, path: Path) -> Any:
+    cls = _class(entry, path)
+    params = {k: _param(v, npz, path) for k, v in dict(entry["params"]).items()}
     det = cls(**params)
     state = dict(entry["state"])
     for key, ref in entry["arrays"].items():

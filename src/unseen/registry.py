@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
+from . import persistence
+from .base import Detector
 from .exceptions import InputError, MissingDependencyError
 
 __all__ = ["DetectorInfo", "builtin_detectors", "get_detector", "list_detectors", "load_class", "register"]
@@ -39,7 +41,6 @@ def builtin_detectors() -> dict[str, type]:
     global _BUILTIN
     if _BUILTIN is None:
         from . import detectors
-        from .base import Detector
 
         found: dict[str, type] = {}
         for module_info in sorted(pkgutil.iter_modules(detectors.__path__), key=lambda m: m.name):
@@ -122,17 +123,23 @@ def _load(name: str) -> type:
     return getattr(module, cls_name)
 
 
-def load_class(path: str) -> type:
-    """The detector class of a ``"module:Class"`` path, if it is a registered detector; else an InputError.
+def load_class(path: str | None, name: str | None = None) -> type:
+    """The registered detector class stored as ``path`` (``"module:Class"``), or as ``name`` when ``path`` is
+    None (files written before classes were stored); an InputError for anything else.
 
     Saved files name their class this way; loading checks it against the registry, so a file cannot make
     unseen import an arbitrary module.
     """
-    for name, entry in _table().items():
+    if path is None:
+        return _load(str(name))
+    for key, entry in _table().items():
         target = f"{entry.__module__}:{entry.__name__}" if isinstance(entry, type) else entry[0]
         if target == path:
-            return _load(name)
+            return _load(key)
     raise InputError(f"{path!r} is not a registered unseen detector class.")
+
+
+persistence.set_class_resolver(load_class)
 
 
 def get_detector(name: str, **params: Any):

@@ -14,7 +14,7 @@ SIZES = ("default", "small")
 
 def unseen_version() -> str:
     """The installed library version (part of every cache key)."""
-    from .. import __version__
+    from .._version import __version__
 
     return __version__
 

@@ -47,6 +47,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,7 @@ import numpy as np
 from ..base import Detector
 from .._validation import check_labels, check_param
 from ..exceptions import InputError, NotFittedError
+from ..persistence import savable
 
 __all__ = [
     "ConformalFlagger",
@@ -288,6 +290,7 @@ def benjamini_hochberg(p_values: Any, q: float) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ the flagger
 
 
+@savable
 class ConformalFlagger:
     """Conformal OOD decisions on top of a fitted detector: p-values, flags at level alpha, BH selection.
 
@@ -361,6 +364,8 @@ class ConformalFlagger:
     array([False, False, False,  True,  True])
     """
 
+    name = "conformal_flagger"
+
     def __init__(
         self,
         detector: Any,
@@ -385,6 +390,32 @@ class ConformalFlagger:
             f"ConformalFlagger({self.detector!r}, alpha={self.alpha!r}, mode={self.mode!r}, delta={self.delta!r}"
             f"{', randomize=True' if self.randomize else ''})"
         )
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Parameters as a dict (scikit-learn compatible); ``detector`` is the fitted detector itself."""
+        return {k: getattr(self, k) for k in ("detector", "alpha", "mode", "delta", "randomize", "seed")}
+
+    def save(self, path: str | Path) -> Path:
+        """Save the calibrated flagger with its fitted detector, without pickle (see :func:`unseen.save`).
+
+        The detector must be an unseen detector; ``seed`` must be None or an integer (a generator's state
+        is not saved, so a loaded randomised flagger starts its draws anew).
+
+        Examples
+        --------
+        >>> flagger.save("flagger.unseen"); again = unseen.load("flagger.unseen")  # doctest: +SKIP
+        """
+        from ..persistence import save
+
+        return save(self, path)
+
+    def _get_state(self) -> dict[str, Any]:
+        self._check_calibrated()
+        return {k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("_")}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
 
     # ------------------------------------------------------------------------------------ checks
 

@@ -26,6 +26,7 @@ from .. import metrics
 from .._validation import as_float_array, check_head, check_param, coerce_class_labels
 from ..base import THRESHOLD_SAMPLE, Detector, threshold_at_tpr
 from ..exceptions import InputError, NotFittedError, PersistenceError
+from ..persistence import savable
 
 __all__ = ["OpenSetClassifier"]
 
@@ -38,6 +39,7 @@ EVAL_CCR_FPRS = (0.01, 0.05, 0.1)
 _FIT_SCORE_BLOCK = 4096
 
 
+@savable
 class OpenSetClassifier:
     """Open-set classifier: a known class label, or ``unknown_label`` when the detector rejects the input.
 

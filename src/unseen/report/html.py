@@ -689,7 +689,7 @@ def render(
         links = "".join(f'<li><a href="#{_e(sid)}">{_e(r.benchmark)} &middot; {_e(r.representation)}</a></li>'
                         for r, sid in zip(items, ids))
         toc = f'<nav class="toc"><strong>Benchmarks</strong><ol>{links}</ol></nav>'
-    from .. import __version__
+    from .._version import __version__
 
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     names = ", ".join(f"{r.benchmark} ({r.representation})" for r in items)
