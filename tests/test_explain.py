@@ -13,7 +13,6 @@ import unseen
 from unseen.exceptions import InputError, NotFittedError
 from unseen.explain import Explanation
 
-from .test_conformance import fit_inputs, make, score_input
 
 
 def brute_nearest(Q, R, k):
@@ -197,10 +196,10 @@ def test_explain_errors(data, maha, queries):
 @pytest.mark.filterwarnings("ignore::UserWarning")  # experimental detectors warn at fit
 @pytest.mark.parametrize("name", [info.name for info in unseen.list_detectors()])
 def test_every_registered_detector_can_be_explained(data, name):
-    det = make(name)
-    X, kw = fit_inputs(det, data, data.X)
-    det.fit(X, **kw)
-    Q = score_input(det, data, np.vstack([data.X_test[:2], data.X_ood[:2]]))
+    cls = unseen.registry.builtin_detectors()[name]
+    det = data.fit(cls)
+    X = data.inputs(cls, data.X)
+    Q = data.inputs(cls, np.vstack([data.X_test[:2], data.X_ood[:2]]))
     out = unseen.explain(det, Q, reference=X, reference_labels=data.y, k=3)
     assert [e.verdict for e in out] == ["known" if p == 1 else "unfamiliar" for p in det.predict(Q)]
     np.testing.assert_allclose([e.score for e in out], det.score_samples(Q))

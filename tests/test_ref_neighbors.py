@@ -134,7 +134,7 @@ def test_knn_ivf_default_nlist_and_partial_probe(data):
 
 
 def test_knn_ivf_falls_back_to_exact_when_probed_lists_are_too_small(data):
-    from unseen.detectors.neighbors import _normalise
+    from unseen.search import normalise as _normalise
 
     # ~40 rows per list and one list probed: fewer than k = 50 candidates for most queries.
     det = unseen.KNN(k=50, index="ivf", nlist=15, nprobe=1).fit(data.X)

@@ -499,10 +499,20 @@ class Detector:
         """
         return Signals.single("score", self._score_batched(X))
 
-    def neighbours(self, X: np.ndarray, k: int) -> Neighbours | None:
-        """The ``k`` nearest rows of the detector's own bank to each validated row of ``X``, or None when it
-        keeps no bank of training rows (then :func:`unseen.explain` needs ``reference=``)."""
-        return None
+    def neighbours(self, X: np.ndarray, k: int, reference: np.ndarray | None = None) -> Neighbours | None:
+        """The ``k`` nearest rows of ``reference`` (in-distribution rows in the detector's input space) to each
+        validated row of ``X``, as the detector compares inputs with its training data; without ``reference``,
+        of the detector's own bank, or None when it keeps none.
+
+        The default: Euclidean distance in the input space. Neighbour detectors override it to search in their
+        own space (KNN: L2-normalised features) and to answer from their bank.
+        """
+        if reference is None:
+            return None
+        from .search import nearest_float64
+
+        d2, ids = nearest_float64(X, reference, k)
+        return Neighbours(ids, np.sqrt(d2), "Euclidean distance in the detector's input space")
 
     def bank_size(self) -> int | None:
         """Rows of the training bank that :meth:`neighbours` returns ids into (None: no bank)."""

@@ -25,19 +25,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.special import log_softmax, logsumexp, xlogy
+from scipy.special import log_softmax
 
 from ._validation import as_float_array, check_labels, check_param
-from .base import Detector
-from .exceptions import InputError, MissingDependencyError
+from .base import Detector, Signals
+from .exceptions import InputError
 
 __all__ = ["ClassValue", "Exemplar", "Explanation", "TopClass", "explain"]
 
 #: ID rows (a seeded sample of the reference, or of a KNN bank) that give the signals' ID distribution.
 BASELINE_ROWS = 2000
-#: Rows searched per block, and the most float64 values the exact re-ranking of one block may hold (32 MB).
-_BLOCK = 256
-_RERANK_FLOATS = 4_000_000
 
 
 @dataclass
@@ -174,263 +171,43 @@ def _plain(value: Any) -> Any:
     return value
 
 
-# ---------------------------------------------------------------------------------------------------- anatomy
-
-
-@dataclass
-class _Anatomy:
-    """A detector's signals for a block of rows, and its per-class quantity."""
-
-    components: dict[str, np.ndarray]
-    higher_is_id: dict[str, bool]
-    additive: bool = False
-    already_probabilities: bool = False  # the signals are ID probabilities already (Ensemble, SAGE)
-    class_labels: list[Any] | None = None
-    class_values: np.ndarray | None = None
-    class_metric: str | None = None
-    lower_is_closer: bool = True
-
-
-def _single(name: str, values: np.ndarray, higher_is_id: bool = True) -> _Anatomy:
-    return _Anatomy({name: np.asarray(values, dtype=np.float64)}, {name: higher_is_id})
-
-
-def _anatomy(det: Detector, X: np.ndarray, scores: np.ndarray) -> _Anatomy:
-    """The signals behind ``scores`` (validated rows ``X``), by detector."""
-    from .detectors import boundary, ensemble, gaussian, logits, neighbors, openset, subspace
-
-    if isinstance(det, gaussian.RelativeMahalanobis):
-        md, md0 = det._distances(X)
-        rel = md - md0[:, None]
-        nearest = md[np.arange(md.shape[0]), rel.argmin(axis=1)]
-        out = _Anatomy({"class term": -nearest, "background term": md0}, {"class term": True, "background term": True})
-        out.additive = True
-        out.class_labels, out.class_values = det.classes_.tolist(), rel
-        out.class_metric = "relative squared Mahalanobis distance MD^2_c - MD^2_0, lower = closer"
-        return out
-    if isinstance(det, gaussian.Mahalanobis):
-        md = det.class_distances(X)
-        out = _single("nearest-class MD^2", md.min(axis=1), higher_is_id=False)
-        out.class_labels, out.class_values = det.classes_.tolist(), md
-        out.class_metric = "squared Mahalanobis distance, lower = closer"
-        return out
-    if isinstance(det, gaussian.Gaussian):
-        return _single("MD^2 to the mean", -scores, higher_is_id=False)
-    if isinstance(det, subspace.ViM):
-        energy = logsumexp(det._logits(X), axis=1)
-        residual = -det.alpha_ * det._residual_norm(X)
-        out = _Anatomy({"energy": energy, "residual": residual}, {"energy": True, "residual": True})
-        out.additive = True
-        return out
-    if isinstance(det, subspace.Residual):
-        return _single("residual norm", -scores, higher_is_id=False)
-    if isinstance(det, neighbors.KNN):
-        return _single("k-th neighbour distance", -scores, higher_is_id=False)
-    if isinstance(det, neighbors.NNGuide):
-        energy = logsumexp(det._logits(X), axis=1)
-        sims = _nnguide_similarities(det, X, det.k)
-        comps = {"energy": energy, "neighbour similarity": sims.mean(axis=1)}
-        return _Anatomy(comps, {"energy": True, "neighbour similarity": True})
-    if isinstance(det, boundary.SHE):
-        out = _single("pattern similarity", scores)
-        out.class_labels = list(range(det.patterns_.shape[0]))
-        out.class_values = np.asarray(X, dtype=np.float64) @ det.patterns_.T
-        out.class_metric = "inner product with the class pattern, higher = closer"
-        out.lower_is_closer = False
-        return out
-    if isinstance(det, boundary.FDBD):
-        X64 = np.asarray(X, dtype=np.float64)
-        f = det._logits(X64)
-        pred = f.argmax(axis=1)
-        bd = np.abs(f[np.arange(f.shape[0]), pred][:, None] - f) / det.weight_dist_[pred]
-        norm_name = "distance to the mean feature" if det.distance_as_normalizer else "feature norm"
-        Z = X64 - det.train_mean_ if det.distance_as_normalizer else X64
-        comps = {"boundary distance sum": bd.sum(axis=1), norm_name: np.sqrt(np.einsum("ij,ij->i", Z, Z))}
-        out = _Anatomy(comps, {"boundary distance sum": True, norm_name: False})
-        out.class_labels, out.class_values = list(range(f.shape[1])), bd
-        out.class_metric = "distance to the decision boundary with each class (0 = predicted), lower = closer"
-        return out
-    if isinstance(det, logits.KLMatching):
-        f = det._logits(X)
-        logp = log_softmax(f, axis=1)
-        p = np.exp(logp)
-        log_d = np.log(np.maximum(det.templates_, np.finfo(np.float64).tiny))
-        kl = np.sum(xlogy(p, p), axis=1)[:, None] - p @ log_d.T
-        out = _single("smallest KL divergence", -scores, higher_is_id=False)
-        out.class_labels, out.class_values = list(range(kl.shape[1])), kl
-        out.class_metric = "KL(p || class template), lower = closer"
-        return out
-    if isinstance(det, openset.OpenMax):
-        proba = det.predict_proba_openmax(X)
-        out = _single("P(unknown)", -scores, higher_is_id=False)
-        out.class_labels = ["unknown", *range(proba.shape[1] - 1)]
-        out.class_values = proba
-        out.class_metric = "OpenMax probability, higher = closer"
-        out.lower_is_closer = False
-        return out
-    if isinstance(det, ensemble.Ensemble):
-        P = det.member_probabilities(X)
-        names = _unique([m.name for m in det.members_])
-        out = _Anatomy({n: P[:, i] for i, n in enumerate(names)}, {n: True for n in names})
-        out.already_probabilities = True
-        return out
-    special = _duck_anatomy(det, X)
-    return special if special is not None else _single("score", scores)
-
-
-def _duck_anatomy(det: Detector, X: np.ndarray) -> _Anatomy | None:
-    """Signals of detectors that expose them by method (SDM, SAGE, Evidential); None when not available."""
-    try:
-        if det.name == "sdm" and hasattr(det, "components"):
-            c = det.components(X)
-            names = ["q", "delta", "magnitude"]
-            out = _Anatomy({n: np.asarray(c[n], dtype=np.float64) for n in names}, {n: True for n in names})
-            if hasattr(det, "predict_proba_sdm"):
-                proba = np.asarray(det.predict_proba_sdm(X), dtype=np.float64)
-                out.class_labels, out.class_values = list(range(proba.shape[1])), proba
-                out.class_metric = "SDM probability, higher = closer"
-                out.lower_is_closer = False
-            return out
-        if det.name == "sage" and hasattr(det, "components"):
-            P = np.asarray(det.components(X), dtype=np.float64)
-            names = _unique([str(n) for n in getattr(det, "component_names", range(P.shape[1]))])
-            out = _Anatomy({n: P[:, i] for i, n in enumerate(names)}, {n: True for n in names})
-            out.already_probabilities = True
-            return out
-        if det.name == "evidential" and hasattr(det, "uncertainty"):
-            u = det.uncertainty(X)
-            out = _single("vacuity", u["vacuity"], higher_is_id=False)
-            belief = np.asarray(u["belief"], dtype=np.float64)
-            out.class_labels, out.class_values = list(range(belief.shape[1])), belief
-            out.class_metric = "evidential belief, higher = closer"
-            out.lower_is_closer = False
-            return out
-    except (AttributeError, KeyError, TypeError, ValueError, IndexError):
-        return None
-    return None
-
-
-def _unique(names: list[str]) -> list[str]:
-    return [n if names.count(n) == 1 else f"{n}#{i}" for i, n in enumerate(names)]
-
-
-def _nnguide_similarities(det: Any, X: np.ndarray, n: int) -> np.ndarray:
-    """The ``n`` largest inner products ``<z_hat, g_i>`` with NNGuide's bank, descending (as its score uses)."""
-    sims, _ = _nnguide_search(det, X, n)
-    return sims
-
-
-def _nnguide_search(det: Any, X: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    from .detectors.neighbors import _MARGIN, _exact_values, _faiss, _normalise
-
-    faiss = _faiss()
-    Q = _normalise(X)
-    n = min(n, det.bank_.shape[0])
-    n_cand = min(n + _MARGIN, det.bank_.shape[0])
-    _, ids = faiss.knn(Q, det.bank_, n_cand, metric=faiss.METRIC_INNER_PRODUCT)
-    sims = _exact_values(Q, det.bank_, ids, inner_product=True)
-    order = np.argsort(-sims, axis=1, kind="stable")[:, :n]
-    return np.take_along_axis(sims, order, 1), np.take_along_axis(ids, order, 1)
-
-
 # ---------------------------------------------------------------------------------------------------- exemplars
-
-
-def _nearest(Q: np.ndarray, R: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Ids and squared Euclidean distances (float64, ascending) of the ``n`` nearest rows of ``R`` to each query.
-
-    Candidates come from faiss (exact flat search, float32) with a margin and are re-ranked with distances
-    recomputed from the float64 rows; without faiss, a NumPy brute force proposes them.
-    """
-    from .detectors.neighbors import _MARGIN, _brute_ids, _faiss
-
-    n = min(n, R.shape[0])
-    n_cand = min(n + _MARGIN, R.shape[0])
-    R32 = np.ascontiguousarray(R, dtype=np.float32)
-    R64 = np.asarray(R, dtype=np.float64)
-    d_out, i_out = [], []
-    block = max(1, min(_BLOCK, _RERANK_FLOATS // (n_cand * R.shape[1])))
-    for s in range(0, Q.shape[0], block):
-        Qb = np.asarray(Q[s : s + block], dtype=np.float64)
-        try:
-            _, ids = _faiss().knn(np.ascontiguousarray(Qb, dtype=np.float32), R32, n_cand)
-        except MissingDependencyError:
-            ids = _brute_ids(Qb.astype(np.float32), R32, n_cand)
-        valid = ids >= 0
-        ids = np.where(valid, ids, 0)
-        diff = Qb[:, None, :] - R64[ids]
-        d = np.where(valid, np.einsum("ijk,ijk->ij", diff, diff), np.inf)
-        order = np.lexsort((ids, d), axis=1)[:, :n]  # by distance, ties by the lower row number
-        d_out.append(np.take_along_axis(d, order, 1))
-        i_out.append(np.take_along_axis(ids, order, 1))
-    return np.concatenate(i_out), np.concatenate(d_out)
 
 
 def _exemplars(
     det: Detector, X: np.ndarray, reference: np.ndarray | None, labels: np.ndarray | None, k: int
 ) -> tuple[list[list[Exemplar]], str | None]:
-    from .detectors.neighbors import KNN, NNGuide, _normalise
-
-    def pack(ids: np.ndarray, dist: np.ndarray, index_map: np.ndarray | None, lab: np.ndarray | None):
-        out = []
-        for id_row, d_row in zip(ids, dist):
-            row = []
-            for i, d in zip(id_row, d_row):
-                if not np.isfinite(d):
-                    continue
-                index = int(index_map[i]) if index_map is not None else int(i)
-                label = None if lab is None else int(lab[index if index_map is not None else i])
-                row.append(Exemplar(index, float(d), label))
-            out.append(row)
-        return out
-
-    if isinstance(det, KNN):
-        metric = "squared L2 distance between L2-normalised features, as KNN scores"
-        if reference is None:
-            bank_labels = getattr(det, "bank_labels_", None)
-            lab = bank_labels if bank_labels is not None else labels
-            d, ids, _ = det._search(_normalise(X), min(k, det.bank_.shape[0]))
-            return pack(ids, d, None, lab), metric
-        ids, d = _nearest(_normalise(X), _normalise(reference), k)
-        return pack(ids, d, None, labels), metric
-    if reference is not None:
-        ids, d2 = _nearest(X, reference, k)
-        return pack(ids, np.sqrt(d2), None, labels), "Euclidean distance in the detector's input space"
-    if isinstance(det, NNGuide):
-        sims, ids = _nnguide_search(det, X, k)
-        metric = "-<z_hat, g_i>: NNGuide's similarity to its energy-scaled bank, negated (lower = closer)"
-        return pack(ids, -sims, det.bank_index_, labels), metric
-    return [[] for _ in range(X.shape[0])], None
+    """The nearest training rows of each input, as the detector compares them (its ``neighbours`` hook)."""
+    nb = det.neighbours(X, k, reference)
+    if nb is None:
+        return [[] for _ in range(X.shape[0])], None
+    lab = nb.labels if nb.labels is not None else (None if labels is None else labels[nb.ids])
+    out = []
+    for r in range(nb.ids.shape[0]):
+        out.append([
+            Exemplar(int(i), float(d), None if lab is None else int(lab[r, j]))
+            for j, (i, d) in enumerate(zip(nb.ids[r], nb.distances[r]))
+            if np.isfinite(d)
+        ])
+    return out, nb.metric
 
 
 # ---------------------------------------------------------------------------------------------------- baseline
 
 
-def _baseline(det: Detector, reference: np.ndarray | None) -> tuple[np.ndarray, _Anatomy] | None:
-    """Scores and signals of in-distribution rows: a seeded sample of the reference (KNN: of its bank, leave-one-out)."""
-    from .detectors.neighbors import KNN
-
-    rng = np.random.default_rng(0)
-    if isinstance(det, KNN):
-        bank = det.bank_
-        rows = bank
-        if bank.shape[0] > BASELINE_ROWS:
-            rows = bank[np.sort(rng.choice(bank.shape[0], BASELINE_ROWS, replace=False))]
-        n_nb = min(det.k + 1, bank.shape[0])
-        d, _, _ = det._search(np.ascontiguousarray(rows), n_nb)
-        # Each bank row finds itself at distance exactly 0: skip it (leave-one-out, as KNN's threshold).
-        col = np.minimum(np.where(d[:, 0] == 0.0, det.k, det.k - 1), d.shape[1] - 1)
-        dk = d[np.arange(d.shape[0]), col]
-        return -dk, _single("k-th neighbour distance", dk, higher_is_id=False)
-    if reference is None:
-        return None
+def _baseline(det: Detector, reference: np.ndarray | None) -> tuple[np.ndarray, Signals] | None:
+    """Scores and signals of in-distribution rows: the detector's own bank (leave-one-out) when it keeps one,
+    else a seeded sample of the reference."""
+    own = det.bank_baseline(BASELINE_ROWS)
+    if own is not None or reference is None:
+        return own
     R = reference
     if R.shape[0] > BASELINE_ROWS:
-        R = R[np.sort(rng.choice(R.shape[0], BASELINE_ROWS, replace=False))]
+        R = R[np.sort(np.random.default_rng(0).choice(R.shape[0], BASELINE_ROWS, replace=False))]
     # The fit-row scorer: neighbour detectors (and ensembles of them) skip a row's exact self-match, so the
     # training set as reference does not look more familiar than it is; other rows are scored as usual.
     scores = np.asarray(det._score_fit_sample(R), dtype=np.float64)
-    return scores, _anatomy(det, R, det._score_batched(R))
+    return scores, det.signals(R)
 
 
 def _share_at_most(ref: np.ndarray, value: float, higher_is_id: bool) -> float:
@@ -548,7 +325,7 @@ def explain(
             )
     labels = None
     if reference_labels is not None:
-        n_rows = reference.shape[0] if reference is not None else _fit_rows(detector)
+        n_rows = reference.shape[0] if reference is not None else detector.bank_size()
         if n_rows is None:
             raise InputError(
                 f"{owner}: reference_labels label the rows of reference; pass reference= (the training features) "
@@ -558,7 +335,7 @@ def explain(
 
     scores = detector._score_batched(X)
     offset = float(detector.offset_)
-    anatomy = _anatomy(detector, X, scores)
+    anatomy = detector.signals(X)
     exemplars, metric = _exemplars(detector, X, reference, labels, int(k))
     base = _baseline(detector, reference)
     names = list(anatomy.components)
@@ -612,14 +389,7 @@ def explain(
     return out
 
 
-def _fit_rows(det: Detector) -> int | None:
-    """Rows of a KNN bank (the only detector whose own rows can be labelled without reference), else None."""
-    from .detectors.neighbors import KNN
-
-    return int(det.bank_.shape[0]) if isinstance(det, KNN) else None
-
-
-def _closest_classes(anatomy: _Anatomy, i: int, n: int) -> list[ClassValue]:
+def _closest_classes(anatomy: Signals, i: int, n: int) -> list[ClassValue]:
     if anatomy.class_values is None:
         return []
     row = anatomy.class_values[i]

@@ -10,7 +10,7 @@ import numpy as np
 from scipy import sparse
 
 from .._validation import as_float_array, check_head, check_param
-from ..base import Detector
+from ..base import Detector, Signals
 from ..exceptions import InputError
 
 __all__ = ["FDBD", "SHE"]
@@ -180,6 +180,11 @@ class SHE(Detector):
         pred = self._logits(X).argmax(axis=1)
         return np.einsum("ij,ij->i", np.asarray(X, dtype=np.float64), self.patterns_[pred])
 
+    def signals(self, X: np.ndarray) -> Signals:
+        out = Signals.single("pattern similarity", self._score_batched(X))
+        return out.with_classes(range(self.patterns_.shape[0]), np.asarray(X, dtype=np.float64) @ self.patterns_.T,
+                                "inner product with the class pattern, higher = closer", lower_is_closer=False)
+
 
 class FDBD(Detector):
     """Fast decision-boundary distance: summed distances to the other classes' boundaries (Liu & Qin, ICML 2024).
@@ -257,12 +262,25 @@ class FDBD(Detector):
         np.fill_diagonal(dist, 1.0)
         self.weight_dist_ = dist
 
-    def _score(self, X: np.ndarray) -> np.ndarray:
+    def _parts(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-class boundary distances ``|f_yhat - f_j| / Dm[yhat, j]`` (0 for the predicted class) and the
+        normaliser ``||z - mu||`` (or ``||z||``)."""
         X64 = np.asarray(X, dtype=np.float64)
         f = self._logits(X64)
         pred = f.argmax(axis=1)
         f_max = f[np.arange(f.shape[0]), pred]
-        boundary = (np.abs(f_max[:, None] - f) / self.weight_dist_[pred]).sum(axis=1)
+        boundary = np.abs(f_max[:, None] - f) / self.weight_dist_[pred]
         Z = X64 - self.train_mean_ if self.distance_as_normalizer else X64
-        norm = np.sqrt(np.einsum("ij,ij->i", Z, Z))
-        return boundary / np.maximum(norm, 1e-12)
+        return boundary, np.sqrt(np.einsum("ij,ij->i", Z, Z))
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        boundary, norm = self._parts(X)
+        return boundary.sum(axis=1) / np.maximum(norm, 1e-12)
+
+    def signals(self, X: np.ndarray) -> Signals:
+        boundary, norm = self._parts(X)
+        norm_name = "distance to the mean feature" if self.distance_as_normalizer else "feature norm"
+        out = Signals({"boundary distance sum": boundary.sum(axis=1), norm_name: norm},
+                      {"boundary distance sum": True, norm_name: False})
+        return out.with_classes(range(boundary.shape[1]), boundary,
+                                "distance to the decision boundary with each class (0 = predicted), lower = closer")

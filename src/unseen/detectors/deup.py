@@ -10,7 +10,7 @@ import numpy as np
 from .._validation import check_param
 from ..base import DataShape, Detector
 from ..exceptions import InputError
-from .neighbors import _MARGIN, _exact_values, _faiss
+from ..search import faiss_module, nearest
 
 __all__ = ["DEUP"]
 
@@ -164,7 +164,7 @@ class DEUP(Detector):
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
         owner = type(self).__name__
-        _faiss()  # fail early when faiss is missing
+        faiss_module()  # fail early when faiss is missing
         if y is None:  # requires_labels: the base class has already raised; kept for direct callers
             raise InputError(f"{owner} needs class labels: call fit(X, y) with y the integer class of each row.")
         n = X.shape[0]
@@ -227,7 +227,7 @@ class DEUP(Detector):
         n = self.bank_.shape[0]
         m = min(n, self.bandwidth_rows)
         rows = np.sort(np.random.default_rng(self.seed).choice(n, m, replace=False))
-        d2, ids = self._neighbours(self.bank_[rows], self.k + 1)
+        d2, ids = nearest(self.bank_[rows], self.bank_, self.k + 1)
         kth = np.empty(m)
         for i, r in enumerate(rows):  # drop the row's own entry (or, for a duplicate, one zero-distance entry)
             hit = np.flatnonzero(ids[i] == r)
@@ -242,15 +242,6 @@ class DEUP(Detector):
         return h
 
     # ------------------------------------------------------------------------------------ scoring
-
-    def _neighbours(self, Q: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Squared distances (ascending, exact) and ids of the ``n`` nearest bank rows of each query."""
-        bank = self.bank_
-        n_cand = min(n + _MARGIN, bank.shape[0])
-        _, ids = _faiss().knn(np.ascontiguousarray(Q, dtype=np.float32), bank, n_cand)
-        d2 = _exact_values(Q, bank, ids, inner_product=False)
-        order = np.argsort(d2, axis=1, kind="stable")
-        return np.take_along_axis(d2, order, 1)[:, :n], np.take_along_axis(ids, order, 1)[:, :n]
 
     def _standardise(self, X: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray((np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_, dtype=np.float32)
@@ -292,12 +283,12 @@ class DEUP(Detector):
         rows = self.score_batch_rows
         parts = []
         for i in range(0, X.shape[0], rows):
-            d2, ids = self._neighbours(self._standardise(X[i : i + rows]), self.k)
+            d2, ids = nearest(self._standardise(X[i : i + rows]), self.bank_, self.k)
             parts.append(self._predicted_error(d2, ids))
         return np.concatenate(parts)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
-        d2, ids = self._neighbours(self._standardise(X), self.k)
+        d2, ids = nearest(self._standardise(X), self.bank_, self.k)
         return -np.maximum(self._predicted_error(d2, ids) - self.aleatoric, 0.0)
 
     def _score_fit_sample(self, X: np.ndarray) -> np.ndarray:
@@ -305,7 +296,7 @@ class DEUP(Detector):
         # weigh 1 in e(x)): ask for k + 1 neighbours and drop the first at distance exactly 0.
         out = []
         for i in range(0, X.shape[0], self.score_batch_rows):
-            d2, ids = self._neighbours(self._standardise(X[i : i + self.score_batch_rows]), self.k + 1)
+            d2, ids = nearest(self._standardise(X[i : i + self.score_batch_rows]), self.bank_, self.k + 1)
             self_hit = d2[:, 0] == 0.0
             d2 = np.where(self_hit[:, None], d2[:, 1:], d2[:, :-1])
             ids = np.where(self_hit[:, None], ids[:, 1:], ids[:, :-1])

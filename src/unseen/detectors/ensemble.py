@@ -10,7 +10,7 @@ import numpy as np
 
 from .._validation import check_param
 from .. import base as _base
-from ..base import DataShape, Detector
+from ..base import DataShape, Detector, Signals
 from ..exceptions import InputError
 
 __all__ = ["Ensemble"]
@@ -247,6 +247,12 @@ class Ensemble(Detector):
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         return self._combine(self._probs(X))
+
+    def signals(self, X: np.ndarray) -> Signals:
+        P = self.member_probabilities(X)
+        names = [m.name for m in self.members_]
+        names = [n if names.count(n) == 1 else f"{n}#{i}" for i, n in enumerate(names)]
+        return Signals({n: P[:, i] for i, n in enumerate(names)}, {n: True for n in names}, already_probabilities=True)
 
 
 def _ecdf(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import check_param
+from ..base import Signals
 from .logits import _LogitDetector
 
 __all__ = ["Evidential"]
@@ -103,6 +104,12 @@ class Evidential(_LogitDetector):
     def _score(self, X: np.ndarray) -> np.ndarray:
         e = self._evidence(X)
         return -e.shape[1] / (e.sum(axis=1) + e.shape[1])
+
+    def signals(self, X: np.ndarray) -> Signals:
+        u = self.uncertainty(X)
+        out = Signals.single("vacuity", u["vacuity"], higher_is_id=False)
+        return out.with_classes(range(u["belief"].shape[1]), u["belief"], "evidential belief, higher = closer",
+                                lower_is_closer=False)
 
     def uncertainty(self, X) -> dict[str, np.ndarray]:
         """The evidential split of uncertainty into ignorance and confusion.

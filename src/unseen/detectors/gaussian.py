@@ -18,7 +18,7 @@ import numpy as np
 
 from .._stats import ClassMoments, pinv_whitening
 from .._validation import check_param
-from ..base import Detector
+from ..base import Detector, Signals
 from ..exceptions import InputError
 
 __all__ = ["Gaussian", "Mahalanobis", "RelativeMahalanobis"]
@@ -267,6 +267,12 @@ class Mahalanobis(_ClassGaussian):
         Z = self._whiten(X, self.whitening_)
         return -_sq_dist(Z, self.centers_.astype(Z.dtype)).min(axis=1)
 
+    def signals(self, X: np.ndarray) -> Signals:
+        Z = self._whiten(X, self.whitening_)
+        md = _sq_dist(Z, self.centers_.astype(Z.dtype)).astype(np.float64)
+        out = Signals.single("nearest-class MD^2", md.min(axis=1), higher_is_id=False)
+        return out.with_classes(self.classes_.tolist(), md, "squared Mahalanobis distance, lower = closer")
+
 
 class RelativeMahalanobis(_ClassGaussian):
     """Relative Mahalanobis distance, RMDS (Ren et al. 2021).
@@ -320,6 +326,15 @@ class RelativeMahalanobis(_ClassGaussian):
         md_class, md_background = self._distances(X)
         return -(md_class - md_background[:, None]).min(axis=1)
 
+    def signals(self, X: np.ndarray) -> Signals:
+        md, md0 = self._distances(X)
+        rel = md - md0[:, None]
+        nearest = md[np.arange(md.shape[0]), rel.argmin(axis=1)]
+        out = Signals({"class term": -nearest, "background term": md0}, {"class term": True, "background term": True},
+                      additive=True)
+        return out.with_classes(self.classes_.tolist(), rel,
+                                "relative squared Mahalanobis distance MD^2_c - MD^2_0, lower = closer")
+
 
 class Gaussian(_GaussianBase):
     """Class-agnostic Gaussian: one Mahalanobis distance to the mean of unlabeled ID features.
@@ -350,3 +365,6 @@ class Gaussian(_GaussianBase):
     def _score(self, X: np.ndarray) -> np.ndarray:
         Z = self._whiten(X, self.whitening_).astype(np.float64)
         return -(Z**2).sum(axis=1)
+
+    def signals(self, X: np.ndarray) -> Signals:
+        return Signals.single("MD^2 to the mean", -self._score_batched(X), higher_is_id=False)

@@ -12,7 +12,7 @@ from scipy.special import log_softmax, xlogy
 
 from .._stats import logsumexp_rows, softmax_rows
 from .._validation import check_param
-from ..base import Detector
+from ..base import Detector, Signals
 from ..exceptions import InputError
 
 __all__ = ["GEN", "MSP", "Energy", "Entropy", "KLMatching", "MaxLogit", "TemperatureScaledMSP"]
@@ -252,11 +252,17 @@ class KLMatching(_LogitDetector):
         templates[seen] = sums[seen] / counts[seen, None]
         self.templates_ = templates
 
-    def _score(self, X: np.ndarray) -> np.ndarray:
-        f = self._logits(X)
-        logp = log_softmax(f, axis=1)
-        p = np.exp(logp)
+    def _divergences(self, X: np.ndarray) -> np.ndarray:
+        """``KL(p(x) || d_c)`` to every class template, shape (n_samples, n_classes)."""
+        p = np.exp(log_softmax(self._logits(X), axis=1))
         neg_entropy = np.sum(xlogy(p, p), axis=1)
         log_d = np.log(np.maximum(self.templates_, np.finfo(np.float64).tiny))
-        kl = neg_entropy[:, None] - p @ log_d.T
-        return -kl.min(axis=1)
+        return neg_entropy[:, None] - p @ log_d.T
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        return -self._divergences(X).min(axis=1)
+
+    def signals(self, X: np.ndarray) -> Signals:
+        kl = self._divergences(X)
+        out = Signals.single("smallest KL divergence", kl.min(axis=1), higher_is_id=False)
+        return out.with_classes(range(kl.shape[1]), kl, "KL(p || class template), lower = closer")

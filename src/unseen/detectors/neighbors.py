@@ -1,21 +1,13 @@
 """Nearest-neighbour detectors on L2-normalised features: KNN (Sun et al. 2022) and NNGuide (Park et al. 2023).
 
-Both search with faiss (imported when first needed; ``pip install faiss-cpu``) and then re-rank a few
-extra candidates: faiss proposes the ``k + 8`` nearest bank rows, and their distances (or inner products)
-are recomputed pair by pair with faiss's direct kernel (``fvec_L2sqr_by_idx``). The scores are then
-independent of how the rows are batched (faiss's search switches between a BLAS and a direct kernel
-depending on the batch size, which changes the last bits), and squared distances are computed from
-differences, without the cancellation of the BLAS expansion ``|q|^2 + |b|^2 - 2 q.b``.
-
-Normalisation follows OpenOOD and the original ImageNet code: ``x / ||x|| + 1e-10`` (epsilon added after
-the division); an all-zero row stays zero (plus the epsilon) instead of becoming NaN.
+Both search with :mod:`unseen.search` (faiss candidates, re-ranked exactly pair by pair, so scores do not
+depend on how rows are batched). Normalisation follows OpenOOD and the original ImageNet code:
+``x / ||x|| + 1e-10`` (epsilon added after the division); an all-zero row stays zero (plus the epsilon).
 """
 
 from __future__ import annotations
 
 import math
-import os
-import sys
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -23,91 +15,15 @@ import numpy as np
 
 from .._stats import logsumexp_rows
 from .._validation import check_param
-from ..base import DataShape, Detector
-from ..exceptions import InputError, MissingDependencyError
+from ..base import DataShape, Detector, Neighbours, Signals
+from ..exceptions import InputError
+from ..search import MARGIN, brute_force_ids, exact_values, faiss_module, nearest_float64, nearest_inner, normalise
 
 __all__ = ["KNN", "NNGuide"]
 
-#: Extra candidates asked from faiss and re-ranked exactly.
-_MARGIN = 8
-_THREADS_SET = False
 #: IVF training: k-means iterations and at most this many training rows per list (a seeded sample).
 _IVF_NITER = 10
 _IVF_POINTS_PER_LIST = 64
-
-
-def _faiss():
-    """Import faiss lazily, or raise an install hint.
-
-    When unseen is the first to import faiss and ``OMP_NUM_THREADS`` is not set, faiss is told to use every
-    core available to this process (its OpenMP default can be lower in containers); a thread count set
-    by the caller beforehand (``faiss.omp_set_num_threads``) is left alone.
-    """
-    global _THREADS_SET
-    first_import = "faiss" not in sys.modules
-    try:
-        import faiss
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "This detector needs faiss for nearest-neighbour search. Install it with: pip install faiss-cpu"
-        ) from exc
-    if not _THREADS_SET:
-        _THREADS_SET = True
-        if first_import and "OMP_NUM_THREADS" not in os.environ:
-            try:
-                cores = len(os.sched_getaffinity(0))
-            except AttributeError:  # not on Linux
-                cores = os.cpu_count() or 1
-            faiss.omp_set_num_threads(max(1, cores))
-    return faiss
-
-
-def _normalise(X: np.ndarray) -> np.ndarray:
-    """``x / ||x|| + 1e-10`` row-wise (OpenOOD's epsilon placement), computed in float64, returned float32 C-order."""
-    X64 = np.asarray(X, dtype=np.float64)
-    norms = np.sqrt((X64 * X64).sum(axis=1, keepdims=True))
-    norms[norms == 0.0] = 1.0
-    return np.ascontiguousarray(X64 / norms + 1e-10, dtype=np.float32)
-
-
-def _exact_values(Q: np.ndarray, bank: np.ndarray, ids: np.ndarray, inner_product: bool) -> np.ndarray:
-    """Squared L2 distances (or inner products) between each query and its candidate bank rows.
-
-    Computed pair by pair by faiss's direct kernel (``fvec_L2sqr_by_idx``: differences, no ``|q|^2 + |b|^2 - 2q.b``
-    cancellation), so each row does not depend on the other rows of the batch. Invalid candidates (faiss
-    returns id -1 when it finds fewer) get +inf (-inf for inner products). Returned as float64.
-    """
-    faiss = _faiss()
-    Q = np.ascontiguousarray(Q, dtype=np.float32)
-    valid = ids >= 0
-    safe = np.ascontiguousarray(np.where(valid, ids, 0), dtype=np.int64)
-    out = np.empty(safe.shape, dtype=np.float32)
-    kernel = faiss.fvec_inner_products_by_idx if inner_product else faiss.fvec_L2sqr_by_idx
-    kernel(
-        faiss.swig_ptr(out), faiss.swig_ptr(Q), faiss.swig_ptr(bank), faiss.swig_ptr(safe),
-        bank.shape[1], safe.shape[0], safe.shape[1],
-    )
-    out = out.astype(np.float64)
-    out[~valid] = -np.inf if inner_product else np.inf
-    return out
-
-
-def _brute_ids(Q: np.ndarray, bank: np.ndarray, n: int) -> np.ndarray:
-    """Ids of the ``n`` nearest bank rows by brute force in NumPy (fallback when an approximate index finds too few)."""
-    Q64 = Q.astype(np.float64)
-    best_d = np.empty((Q.shape[0], 0))
-    best_i = np.empty((Q.shape[0], 0), dtype=np.int64)
-    rows = 65536
-    for s in range(0, bank.shape[0], rows):
-        B = bank[s : s + rows].astype(np.float64)
-        d = (B * B).sum(1)[None, :] - 2.0 * Q64 @ B.T
-        d = np.concatenate([best_d, d], axis=1)
-        i = np.concatenate([best_i, np.broadcast_to(np.arange(s, s + B.shape[0]), (Q.shape[0], B.shape[0]))], axis=1)
-        if d.shape[1] > n:
-            keep = np.argpartition(d, n - 1, axis=1)[:, :n]
-            d, i = np.take_along_axis(d, keep, 1), np.take_along_axis(i, keep, 1)
-        best_d, best_i = d, i
-    return np.ascontiguousarray(best_i)
 
 
 def _gather_rows(source: Iterable[tuple[int, np.ndarray]], n_features: int, n_samples: int | None) -> np.ndarray:
@@ -116,10 +32,10 @@ def _gather_rows(source: Iterable[tuple[int, np.ndarray]], n_features: int, n_sa
         bank = np.empty((n_samples, n_features), dtype=np.float32)
         end = 0
         for start, block in source:
-            bank[start : start + block.shape[0]] = _normalise(block)
+            bank[start : start + block.shape[0]] = normalise(block)
             end = start + block.shape[0]
         return bank[:end]
-    return np.concatenate([_normalise(block) for _, block in source], axis=0)
+    return np.concatenate([normalise(block) for _, block in source], axis=0)
 
 
 class KNN(Detector):
@@ -251,7 +167,7 @@ class KNN(Detector):
 
     def _fit_chunks(self, source, y) -> None:
         self._index_cache = None
-        faiss = _faiss()  # fail early when faiss is missing
+        faiss = faiss_module()  # fail early when faiss is missing
         bank = _gather_rows(source, self.n_features_in_, source.n_samples)
         n = bank.shape[0]
         if self.k > n:
@@ -298,7 +214,7 @@ class KNN(Detector):
         if self._is_ivf():
             index.nprobe = int(self.nprobe_)
         else:
-            index.hnsw.efSearch = max(int(self.ef_search_), int(self.k) + 1 + _MARGIN)
+            index.hnsw.efSearch = max(int(self.ef_search_), int(self.k) + 1 + MARGIN)
         return index
 
     def _is_ivf(self) -> bool:
@@ -311,7 +227,7 @@ class KNN(Detector):
         cache = getattr(self, "_index_cache", None)
         if cache is not None and cache[0] is self.index_bytes_:
             return cache[1]
-        index = self._configure(_faiss().deserialize_index(self.index_bytes_))
+        index = self._configure(faiss_module().deserialize_index(self.index_bytes_))
         self._index_cache = (self.index_bytes_, index)
         return index
 
@@ -345,30 +261,58 @@ class KNN(Detector):
         Returns (sorted squared distances, their ids, a mask of the queries that fell back to brute force).
         """
         bank = self.bank_
-        n_cand = min(n + _MARGIN, bank.shape[0])
+        n_cand = min(n + MARGIN, bank.shape[0])
         if approximate is None:
             approximate = self._approximate()
         if approximate:
             _, ids = self._get_index().search(Q, n_cand)
         else:
-            _, ids = _faiss().knn(Q, bank, n_cand)
-        d = _exact_values(Q, bank, ids, inner_product=False)
+            _, ids = faiss_module().knn(Q, bank, n_cand)
+        d = exact_values(Q, bank, ids, inner_product=False)
         col = min(n, n_cand) - 1
         order = np.argsort(d, axis=1, kind="stable")
         d = np.take_along_axis(d, order, 1)
         ids = np.take_along_axis(ids, order, 1)
         missing = ~np.isfinite(d[:, col])
         if missing.any():
-            ids_m = _brute_ids(Q[missing], bank, n_cand)
-            d_m = _exact_values(Q[missing], bank, ids_m, inner_product=False)
+            ids_m = brute_force_ids(Q[missing], bank, n_cand)
+            d_m = exact_values(Q[missing], bank, ids_m, inner_product=False)
             order = np.argsort(d_m, axis=1, kind="stable")
             d[missing] = np.take_along_axis(d_m, order, 1)
             ids[missing] = np.take_along_axis(ids_m, order, 1)
         return d[:, : col + 1], ids[:, : col + 1], missing
 
     def _score(self, X: np.ndarray) -> np.ndarray:
-        d, _, _ = self._search(_normalise(X), self.k)
+        d, _, _ = self._search(normalise(X), self.k)
         return -d[:, self.k - 1]
+
+    # ------------------------------------------------------------------------------------ explanations
+
+    def signals(self, X: np.ndarray) -> Signals:
+        return Signals.single("k-th neighbour distance", -self._score_batched(X), higher_is_id=False)
+
+    def neighbours(self, X: np.ndarray, k: int, reference: np.ndarray | None = None) -> Neighbours:
+        metric = "squared L2 distance between L2-normalised features, as KNN scores"
+        if reference is not None:
+            d, ids = nearest_float64(normalise(X), normalise(reference), k)
+            return Neighbours(ids, d, metric)
+        d, ids, _ = self._search(normalise(X), min(k, self.bank_.shape[0]))
+        labels = getattr(self, "bank_labels_", None)
+        return Neighbours(ids, d, metric, None if labels is None else labels[ids])
+
+    def bank_size(self) -> int:
+        return int(self.bank_.shape[0])
+
+    def bank_baseline(self, n_rows: int) -> tuple[np.ndarray, Signals]:
+        bank = self.bank_
+        rows = bank
+        if bank.shape[0] > n_rows:
+            rows = bank[np.sort(np.random.default_rng(0).choice(bank.shape[0], n_rows, replace=False))]
+        d, _, _ = self._search(np.ascontiguousarray(rows), min(self.k + 1, bank.shape[0]))
+        # Each bank row finds itself at distance exactly 0: skip it (leave-one-out, as the threshold does).
+        col = np.minimum(np.where(d[:, 0] == 0.0, self.k, self.k - 1), d.shape[1] - 1)
+        dk = d[np.arange(d.shape[0]), col]
+        return -dk, Signals.single("k-th neighbour distance", dk, higher_is_id=False)
 
     # ------------------------------------------------------------------------------------ enrollment
 
@@ -409,7 +353,7 @@ class KNN(Detector):
             )
         if labelled:
             check_param(label, "label", owner=owner, kind=(int, np.integer), low=0)
-        rows = _normalise(X)
+        rows = normalise(X)
         self.bank_ = np.ascontiguousarray(np.concatenate([self.bank_, rows], axis=0))
         if labelled:
             self.bank_labels_ = np.concatenate([self.bank_labels_, np.full(rows.shape[0], int(label), dtype=np.int64)])
@@ -455,7 +399,7 @@ class KNN(Detector):
         self.bank_ = np.ascontiguousarray(self.bank_[keep])
         self.bank_labels_ = labels[keep]
         if self._approximate():
-            faiss = _faiss()
+            faiss = faiss_module()
             index = self._get_index()
             if self._is_ivf():
                 index.reset()  # empties the lists; the trained coarse quantiser stays
@@ -467,7 +411,7 @@ class KNN(Detector):
 
     def _store_index(self, index) -> None:
         """Re-serialise a changed approximate index and re-measure its recall."""
-        self.index_bytes_ = np.asarray(_faiss().serialize_index(index), dtype=np.uint8)
+        self.index_bytes_ = np.asarray(faiss_module().serialize_index(index), dtype=np.uint8)
         self._index_cache = (self.index_bytes_, self._configure(index))
         self.recall_ = self._measure_recall()
 
@@ -481,7 +425,7 @@ class KNN(Detector):
             X = X[np.sort(rows)]
         out = []
         for i in range(0, X.shape[0], self.score_batch_rows):
-            Q = _normalise(X[i : i + self.score_batch_rows])
+            Q = normalise(X[i : i + self.score_batch_rows])
             d, _, _ = self._search(Q, self.k + 1)
             col = np.where(d[:, 0] == 0.0, self.k, self.k - 1)
             out.append(-d[np.arange(d.shape[0]), np.minimum(col, d.shape[1] - 1)])
@@ -558,7 +502,7 @@ class NNGuide(Detector):
         check_param(self.seed, "seed", owner=owner, kind=(int, np.integer), low=0)
 
     def _fit_chunks(self, source, y) -> None:
-        _faiss()  # fail early when faiss is missing
+        faiss_module()  # fail early when faiss is missing
         n = source.n_samples
         if n is None:  # a list or a callable of blocks: count first
             n = 0
@@ -576,15 +520,24 @@ class NNGuide(Detector):
             if hi > lo:
                 rows = block[picked[lo:hi] - start]
                 energy = logsumexp_rows(self._logits(rows))
-                parts.append(_normalise(rows).astype(np.float64) * energy[:, None])
+                parts.append(normalise(rows).astype(np.float64) * energy[:, None])
         self.bank_index_ = picked
         self.bank_ = np.ascontiguousarray(np.concatenate(parts, axis=0), dtype=np.float32)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
-        faiss = _faiss()
-        Q = _normalise(X)
-        n_cand = min(self.k + _MARGIN, self.bank_.shape[0])
-        _, ids = faiss.knn(Q, self.bank_, n_cand, metric=faiss.METRIC_INNER_PRODUCT)
-        sims = _exact_values(Q, self.bank_, ids, inner_product=True)
-        top = -np.sort(-sims, axis=1)[:, : self.k]
-        return logsumexp_rows(self._logits(X)) * top.mean(axis=1)
+        sims, _ = nearest_inner(normalise(X), self.bank_, self.k)
+        return logsumexp_rows(self._logits(X)) * sims.mean(axis=1)
+
+    # ------------------------------------------------------------------------------------ explanations
+
+    def signals(self, X: np.ndarray) -> Signals:
+        sims, _ = nearest_inner(normalise(X), self.bank_, self.k)
+        comps = {"energy": logsumexp_rows(self._logits(X)), "neighbour similarity": sims.mean(axis=1)}
+        return Signals(comps, {"energy": True, "neighbour similarity": True})
+
+    def neighbours(self, X: np.ndarray, k: int, reference: np.ndarray | None = None) -> Neighbours | None:
+        if reference is not None:
+            return super().neighbours(X, k, reference)
+        sims, ids = nearest_inner(normalise(X), self.bank_, k)
+        metric = "-<z_hat, g_i>: NNGuide's similarity to its energy-scaled bank, negated (lower = closer)"
+        return Neighbours(self.bank_index_[ids], -sims, metric)

@@ -15,7 +15,7 @@ from scipy.optimize import brentq
 from scipy.special import log_softmax
 
 from .._validation import check_param
-from ..base import DataShape, Detector
+from ..base import DataShape, Detector, Signals
 from ..exceptions import InputError
 
 __all__ = ["OpenMax"]
@@ -237,6 +237,12 @@ class OpenMax(Detector):
         X = self._validate(X)
         rows = self.score_batch_rows
         return np.concatenate([np.exp(self._log_proba(X[i : i + rows])) for i in range(0, X.shape[0], rows)])
+
+    def signals(self, X: np.ndarray) -> Signals:
+        proba = self.predict_proba_openmax(X)
+        out = Signals.single("P(unknown)", proba[:, 0], higher_is_id=False)
+        return out.with_classes(["unknown", *range(proba.shape[1] - 1)], proba, "OpenMax probability, higher = closer",
+                                lower_is_closer=False)
 
     def predict_proba_open(self, X) -> np.ndarray:
         """The OpenMax probabilities with the unknown class last: columns ``0..C-1`` the known classes, ``C``

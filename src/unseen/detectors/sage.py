@@ -9,7 +9,7 @@ from scipy.special import log_softmax
 
 from .._stats import ClassMoments, sym_eig_desc
 from .._validation import check_param
-from ..base import DataShape, Detector
+from ..base import DataShape, Detector, Signals
 from ..exceptions import InputError
 from .ensemble import _COMBINE, Ensemble, _ecdf
 from .neighbors import KNN
@@ -236,6 +236,11 @@ class SAGE(Detector):
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         return self._combine(self._probs(self._statistics(X)))
+
+    def signals(self, X: np.ndarray) -> Signals:
+        P = self.components(X)
+        names = list(self.component_names)
+        return Signals({n: P[:, i] for i, n in enumerate(names)}, {n: True for n in names}, already_probabilities=True)
 
     def _score_fit_sample(self, X: np.ndarray) -> np.ndarray:
         # The k-NN statistic leaves each row's own bank entry out (KNN's leave-one-out scores; rows held out

@@ -19,9 +19,9 @@ import numpy as np
 from scipy.special import log_softmax, logsumexp
 
 from .._validation import check_param
-from ..base import Detector
+from ..base import Detector, Signals
 from ..exceptions import InputError
-from .neighbors import _MARGIN, _exact_values, _faiss
+from ..search import faiss_module, nearest
 
 __all__ = ["SDM"]
 
@@ -160,7 +160,7 @@ class SDM(Detector):
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
         owner = type(self).__name__
-        _faiss()  # fail early when faiss is missing
+        faiss_module()  # fail early when faiss is missing
         f = self._logits(X)
         n, n_classes = f.shape
         if n_classes < 2:
@@ -217,15 +217,6 @@ class SDM(Detector):
 
     # ------------------------------------------------------------------------------------ the three signals
 
-    def _neighbours(self, Q: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """The ``n`` nearest support rows of each query: (squared distances, ids), sorted by (distance, id)."""
-        bank = self.support_
-        n_cand = min(n + _MARGIN, bank.shape[0])
-        _, ids = _faiss().knn(Q, bank, n_cand)
-        d = _exact_values(Q, bank, ids, inner_product=False)
-        order = np.lexsort((ids, d), axis=-1)
-        return np.take_along_axis(d, order, 1)[:, :n], np.take_along_axis(ids, order, 1)[:, :n]
-
     def _walk(self, ids: np.ndarray, pred: np.ndarray) -> np.ndarray:
         ok = self.support_labels_[ids] == self.support_predictions_[ids]
         ok &= self.support_predictions_[ids] == pred[:, None]
@@ -236,11 +227,11 @@ class SDM(Detector):
         Q = np.ascontiguousarray(X, dtype=np.float32)
         cap = min(int(self.max_q), self.support_.shape[0])
         window = min(cap, _FIRST_WINDOW)
-        d, ids = self._neighbours(Q, window)
+        d, ids = nearest(Q, self.support_, window)
         q = self._walk(ids, pred)
         more = (q == window) & (window < cap)
         if more.any():
-            _, ids_more = self._neighbours(Q[more], cap)
+            _, ids_more = nearest(Q[more], self.support_, cap)
             q[more] = self._walk(ids_more, pred[more])
         return q, d[:, 0], ids[:, 0]
 
@@ -304,6 +295,13 @@ class SDM(Detector):
             return np.exp(_log_sdm(c["f"], c["q"], c["delta"]))
 
         return self._batched(X, proba)
+
+    def signals(self, X: np.ndarray) -> Signals:
+        c = self.components(X)
+        names = ["q", "delta", "magnitude"]
+        out = Signals({n: np.asarray(c[n], dtype=np.float64) for n in names}, {n: True for n in names})
+        proba = self.predict_proba_sdm(X)
+        return out.with_classes(range(proba.shape[1]), proba, "SDM probability, higher = closer", lower_is_closer=False)
 
     def components(self, X) -> dict[str, np.ndarray]:
         """The signals behind each score: similarity, distance and magnitude.

@@ -21,7 +21,7 @@ import numpy as np
 
 from .._stats import ClassMoments, logsumexp_rows, sym_eig_desc
 from .._validation import check_param
-from ..base import DataShape, Detector
+from ..base import DataShape, Detector, Signals
 from ..exceptions import InputError
 
 __all__ = ["NECO", "Residual", "ViM", "vim_dim"]
@@ -179,6 +179,10 @@ class ViM(_ResidualSpace):
     def _score(self, X: np.ndarray) -> np.ndarray:
         return logsumexp_rows(self._logits(X)) - self.alpha_ * self._residual_norm(X)
 
+    def signals(self, X: np.ndarray) -> Signals:
+        comps = {"energy": logsumexp_rows(self._logits(X)), "residual": -self.alpha_ * self._residual_norm(X)}
+        return Signals(comps, {"energy": True, "residual": True}, additive=True)
+
 
 class Residual(_ResidualSpace):
     """Residual norm, the ViM ablation without the energy term (Wang et al., CVPR 2022).
@@ -217,6 +221,9 @@ class Residual(_ResidualSpace):
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         return -self._residual_norm(X)
+
+    def signals(self, X: np.ndarray) -> Signals:
+        return Signals.single("residual norm", -self._score_batched(X), higher_is_id=False)
 
 
 def _constant_features(var: np.ndarray, mean: np.ndarray, n: int) -> np.ndarray:
