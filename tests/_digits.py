@@ -1,10 +1,12 @@
-"""A tiny real classifier for the adapter tests: a torch MLP trained for about a second on scikit-learn digits."""
+"""Digits for the tests: a tiny torch MLP trained for about a second (adapter tests), and the digits open-set split
+with a scikit-learn MLP whose hidden layer gives features (bench, selection and report tests)."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
 import functools
+import warnings
 
 import numpy as np
 import pytest
@@ -63,3 +65,38 @@ def _trained():
 def digits_mlp():
     """A fresh copy of the trained MLP (64 -> 64 -> 32 -> 10, ReLU), in eval mode."""
     return copy.deepcopy(_trained())
+
+
+def load_digits_open_set(seed: int = 0):
+    """Split scikit-learn's digits into known-class train/val/test and two OOD sets (digits 0-5 known)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    known = np.isin(y, (0, 1, 2, 3, 4, 5))
+    X_tr, X_rest, y_tr, y_rest = train_test_split(X[known], y[known], test_size=0.4, random_state=seed, stratify=y[known])
+    X_val, X_te, y_val, y_te = train_test_split(X_rest, y_rest, test_size=0.5, random_state=seed, stratify=y_rest)
+    rng = np.random.default_rng(seed)
+    scrambled = np.stack([row[rng.permutation(row.size)] for row in X_te])
+    return {
+        "train": (X_tr, y_tr),
+        "val": (X_val, y_val),
+        "test": (X_te, y_te),
+        "ood": {"unknown digits 6-9": X[~known], "scrambled digits": scrambled},
+    }
+
+
+def train_model(X: np.ndarray, y: np.ndarray, seed: int = 0):
+    """A one-hidden-layer ReLU network; returns (feature function, head (W, b))."""
+    from sklearn.neural_network import MLPClassifier
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = MLPClassifier(hidden_layer_sizes=(64,), max_iter=400, random_state=seed).fit(X, y)
+    W1, b1 = clf.coefs_[0], clf.intercepts_[0]
+
+    def features(Z: np.ndarray) -> np.ndarray:
+        return np.maximum(Z @ W1 + b1, 0.0)
+
+    return features, (clf.coefs_[1].T, clf.intercepts_[1])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import unseen
-from unseen import demo
+from tests._digits import load_digits_open_set, train_model
 from unseen.bench import run
 from unseen.bench.runner import AUTO
 from unseen.datasets._base import OpenSetData
@@ -23,8 +23,8 @@ NEAR, FAR = "unknown digits 6-9", "scrambled digits"
 @functools.lru_cache(maxsize=4)
 def digits_data(seed: int = 0) -> OpenSetData:
     """Hidden-layer features of the demo's MLP on digits 0-5 (ID), 6-9 (near) and scrambled digits (far)."""
-    d = demo.load_digits_open_set(seed)
-    features, head = demo.train_model(*d["train"], seed=seed)
+    d = load_digits_open_set(seed)
+    features, head = train_model(*d["train"], seed=seed)
     return OpenSetData(
         name="digits-test", representation="mlp-hidden", seed=seed,
         X_train=features(d["train"][0]), y_train=d["train"][1],

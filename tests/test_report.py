@@ -21,7 +21,7 @@ import unseen
 from unseen import metrics
 from unseen.bench.result import BenchResult, DetectorScores
 from unseen.decisions import conformal_p_values
-from unseen.demo import load_digits_open_set, train_model
+from tests._digits import load_digits_open_set, train_model
 from unseen.exceptions import InputError, MissingDependencyError
 
 pytest.importorskip("matplotlib")

@@ -11,6 +11,7 @@ import pytest
 import unseen
 from unseen.bench import Selection, select
 from unseen.exceptions import InputError
+from tests._digits import load_digits_open_set, train_model
 from tests.test_bench import FAR, NEAR, digits_data
 
 select_module = importlib.import_module("unseen.bench.selection")
@@ -77,10 +78,8 @@ def test_real_validation_outliers_replace_synthetic_ones():
     d, split = _train_val(0)
     rng = np.random.default_rng(0)
     # scrambled validation digits, through the same features: a far-OOD validation set
-    from unseen import demo
-
-    data = demo.load_digits_open_set(0)
-    features, _ = demo.train_model(*data["train"], seed=0)
+    data = load_digits_open_set(0)
+    features, _ = train_model(*data["train"], seed=0)
     scrambled = np.stack([row[rng.permutation(row.size)] for row in data["val"][0]])
     sel = select(*split, head=d.head, candidates=["energy", "knn"], ood_val={"scrambled val": features(scrambled)},
                  ensemble=False)
@@ -136,13 +135,6 @@ def test_held_out_class_tasks_refit_the_head_on_kept_classes():
         assert len(t.X_fit) == np.isin(d.y_train, kept).sum()
         assert len(t.ood[name]) == np.isin(d.y_val, held).sum()
     assert sorted(held_all) == list(range(6))  # each class held out exactly once
-
-
-def test_fast_auroc_matches_metrics():
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        a, b = np.round(rng.normal(size=30), 1), np.round(rng.normal(size=25), 1)
-        assert select_module.fast_auroc(a, b) == pytest.approx(unseen.metrics.auroc(a, b), abs=1e-12)
 
 
 def test_input_errors():

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,84 +28,27 @@ from typing import Any
 import numpy as np
 
 from . import metrics
-from .registry import get_detector, list_detectors
-
-KNOWN = (0, 1, 2, 3, 4, 5)
-# Hyperparameters for 64-d features where the defaults assume wide backbones (ViM's 256-d principal space).
-PARAMS = {"vim": {"dim": 32}, "residual": {"dim": 32}, "ensemble": {"members": ["knn", ["vim", {"dim": 32}], "energy"]}}
-
-
-def load_digits_open_set(seed: int = 0):
-    """Split scikit-learn's digits into known-class train/val/test and two OOD sets."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    X, y = load_digits(return_X_y=True)
-    X = X / 16.0
-    known = np.isin(y, KNOWN)
-    X_tr, X_rest, y_tr, y_rest = train_test_split(X[known], y[known], test_size=0.4, random_state=seed, stratify=y[known])
-    X_val, X_te, y_val, y_te = train_test_split(X_rest, y_rest, test_size=0.5, random_state=seed, stratify=y_rest)
-    rng = np.random.default_rng(seed)
-    scrambled = np.stack([row[rng.permutation(row.size)] for row in X_te])
-    return {
-        "train": (X_tr, y_tr),
-        "val": (X_val, y_val),
-        "test": (X_te, y_te),
-        "ood": {"unknown digits 6-9": X[~known], "scrambled digits": scrambled},
-    }
-
-
-def train_model(X: np.ndarray, y: np.ndarray, seed: int = 0):
-    """A one-hidden-layer ReLU network; returns (feature function, head (W, b))."""
-    from sklearn.neural_network import MLPClassifier
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        clf = MLPClassifier(hidden_layer_sizes=(64,), max_iter=400, random_state=seed).fit(X, y)
-    W1, b1 = clf.coefs_[0], clf.intercepts_[0]
-
-    def features(Z: np.ndarray) -> np.ndarray:
-        return np.maximum(Z @ W1 + b1, 0.0)
-
-    return features, (clf.coefs_[1].T, clf.intercepts_[1])
+from .datasets.digits import KNOWN
+from .registry import builtin_detectors
 
 
 def run(seed: int = 0, verbose: bool = True) -> list[dict]:
-    """Fit every detector and evaluate it; returns one row per detector and OOD set."""
-    data = load_digits_open_set(seed)
-    features, head = train_model(*data["train"], seed=seed)
-    W, b = head
-    F_tr, F_val, F_te = (features(data[s][0]) for s in ("train", "val", "test"))
-    y_tr, y_val, y_te = data["train"][1], data["val"][1], data["test"][1]
-    F_ood = {name: features(X) for name, X in data["ood"].items()}
-    correct = (F_te @ W.T + b).argmax(1) == y_te
+    """Every detector on the built-in digits benchmark (``unseen.bench.run("digits")``, one seed, reference
+    defaults scaled to the 64-d features, no tuning); one row of metrics per detector and OOD set."""
+    from . import bench
+
+    result = bench.run("digits", seeds=[seed], n_bootstrap=0, select=False, tune=False,
+                       progress=verbose and sys.stdout.isatty())
     if verbose:
-        print(f"digits open-set: known {KNOWN}, train {len(F_tr)}, test {len(F_te)}, "
-              f"closed-set accuracy {correct.mean():.3f}")
+        accuracy = result.config["id_accuracy"][str(seed)]
+        print(f"digits open-set: known {KNOWN}, test {len(result.id_correct)}, closed-set accuracy {accuracy:.3f}")
     rows = []
-    infos = list_detectors()
-    show_progress = verbose and sys.stdout.isatty()
-    for i, info in enumerate(infos, 1):
-        det = get_detector(info.name, **PARAMS.get(info.name, {}))
-        needs_val = info.name == "temp_msp"  # temperature is fitted on held-out data, as in the references
-        X_fit, y_fit = (F_val, y_val) if needs_val else (F_tr, y_tr)
-        t0 = time.perf_counter()
-        uses_head = info.requires_head or info.input_kind == "logits" or info.family == "ensemble"
-        experimental = getattr(det, "experimental", False)
-        with warnings.catch_warnings():
-            if experimental:  # the table marks it instead of a warning in the middle of the output
-                warnings.simplefilter("ignore", UserWarning)
-            det.fit(X_fit, y_fit, head=head if uses_head else None)
-        s_id = det.score_samples(F_te)
-        label = f"{info.name} (experimental)" if experimental else info.name
-        for ood_name, F in F_ood.items():
-            s_ood = det.score_samples(F)
-            m = metrics.evaluate(s_id, s_ood, id_correct=correct)
-            rows.append({"detector": label, "ood": ood_name, **m, "seconds": time.perf_counter() - t0})
-        if show_progress:
-            print(f"\r  [{i}/{len(infos)}] {info.name:<12}", end="", flush=True)
-    if show_progress:
-        print("\r" + " " * 40 + "\r", end="")
+    for name, scores in result.scores.items():
+        label = f"{name} (experimental)" if builtin_detectors()[name].experimental else name
+        for ood_name, s_ood in scores.ood.items():
+            m = metrics.evaluate(scores.id_test, s_ood, id_correct=result.id_correct)
+            rows.append({"detector": label, "ood": ood_name.split(": ", 1)[-1], **m,
+                         "seconds": result.timings.get(name, 0.0)})
     return rows
 
 
@@ -138,12 +80,9 @@ def explain_extremes(result: Any, data: Any, n: int = 3) -> dict[str, list[dict]
     """Explanations of the most and least familiar test inputs (ID test and near/far OOD) under the chosen detector."""
     from .explain import explain
 
-    sel = result.selection or {}
-    if not sel.get("name"):
+    det = result.chosen_detector
+    if det is None:
         return {}
-    det = get_detector(sel["name"], **sel.get("params", {}))
-    head = data.head if data.head is not None and (det.requires_head or det.input_kind == "logits") else None
-    det.fit(data.X_train, data.y_train, head=head)
     sets = [("ID test", data.X_test)] + [(k, v) for k, v in data.ood.items() if data.ood_kind[k] != "covariate"]
     X = np.vstack([v for _, v in sets])
     source = np.concatenate([[name] * len(v) for name, v in sets])

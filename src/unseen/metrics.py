@@ -149,7 +149,12 @@ def auroc(id_scores: Any, ood_scores: Any) -> float:
 
     Convention: the probability that a random ID sample scores higher than a random OOD sample, ties
     counting one half. It does not depend on which class is called positive; equal to OpenOOD's
-    ``auc(roc_curve(ood, -conf))``, scikit-learn's ``roc_auc_score`` and pytorch-ood's ``AUROC``.
+    ``auc(roc_curve(ood, -conf))``, scikit-learn's ``roc_auc_score`` and pytorch-ood's ``AUROC`` (tested to
+    1e-12).
+
+    Computed from ranks (the Mann-Whitney U statistic, ``(R_id - n_id (n_id + 1) / 2) / (n_id n_ood)`` with
+    average ranks for ties), which needs one sort and no ROC curve: this is the fast path that validation
+    loops (:func:`unseen.select`, tuning) rely on, so there is no second AUROC in the library.
 
     Parameters
     ----------
@@ -166,10 +171,12 @@ def auroc(id_scores: Any, ood_scores: Any) -> float:
     >>> unseen.metrics.auroc([0.9, 0.8, 0.4], [0.5, 0.1])
     0.8333333333333334
     """
-    from sklearn.metrics import roc_auc_score
+    from scipy.stats import rankdata
 
-    is_ood, _, outlier = _outlier_problem(*_pair(id_scores, ood_scores, "auroc"))
-    return float(roc_auc_score(is_ood, outlier))
+    s_id, s_ood = _pair(id_scores, ood_scores, "auroc")
+    n_id, n_ood = s_id.shape[0], s_ood.shape[0]
+    ranks = rankdata(np.concatenate([s_id, s_ood]))  # higher score = higher rank = more in-distribution
+    return float((ranks[:n_id].sum() - n_id * (n_id + 1) / 2.0) / (n_id * n_ood))
 
 
 def _aupr(labels: np.ndarray, ranking: np.ndarray) -> float:

@@ -7,6 +7,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -59,6 +60,8 @@ class BenchResult:
         Seconds spent per detector (fit + score, summed over seeds).
     config : dict
         The run's settings (for reproducibility).
+    chosen_detector : Detector or None
+        The automatically selected detector of the first seed, fitted and calibrated (not saved in the files).
     """
 
     benchmark: str
@@ -73,6 +76,7 @@ class BenchResult:
     errors: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     config: dict = field(default_factory=dict)
+    chosen_detector: Any = field(default=None, repr=False)
 
     def leaderboard(self, metric: str = "auroc", ood_set: str | None = None) -> list[dict]:
         """Detectors ranked by ``metric`` (mean over seeds), best first.

@@ -426,6 +426,7 @@ def run(
     )
     if selections:
         result.selection = _selection_summary(result, selections)
+        result.chosen_detector = selections[0][1].detector
     # --- conformal false-alarm check on held-out ID (first seed)
     data0 = first.get("_data")
     if data0 is not None:

@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import as_float_array, check_head, check_labels
+from ..metrics import auroc
 from ..base import DataShape, Detector
 from ..exceptions import InputError
 from ._plan import Registry, plan_detectors
@@ -372,23 +373,8 @@ def _evaluate(cand: Candidate, tasks: list[_Task], registry: Registry) -> dict[s
             s_ood = det.score_samples(X)
             if not (np.all(np.isfinite(s_id)) and np.all(np.isfinite(s_ood))):
                 raise InputError(f"{cand.label} gave non-finite scores")
-            aurocs[name] = fast_auroc(s_id, s_ood)
+            aurocs[name] = auroc(s_id, s_ood)
     return aurocs
-
-
-def fast_auroc(id_scores: np.ndarray, ood_scores: np.ndarray) -> float:
-    """AUROC from ranks (Mann-Whitney U; ties count one half): :func:`unseen.metrics.auroc` without its overhead.
-
-    Examples
-    --------
-    >>> fast_auroc(np.array([0.9, 0.8, 0.4]), np.array([0.5, 0.1]))
-    0.8333333333333334
-    """
-    from scipy.stats import rankdata
-
-    n_id, n_ood = id_scores.shape[0], ood_scores.shape[0]
-    ranks = rankdata(np.concatenate([id_scores, ood_scores]))
-    return float((ranks[:n_id].sum() - n_id * (n_id + 1) / 2.0) / (n_id * n_ood))
 
 
 # ------------------------------------------------------------------------------------------ public

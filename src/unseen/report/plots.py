@@ -149,7 +149,9 @@ def roc_curves(
         x: false positive rate (share of ID test inputs flagged), y: true positive rate (share of the OOD
         set caught); the upper-left corner is best, the diagonal is chance.
     """
-    from sklearn.metrics import roc_auc_score, roc_curve
+    from sklearn.metrics import roc_curve
+
+    from ..metrics import auroc
 
     colors = colors or detector_colors(detectors)
     sets = ood_sets[:MAX_PANELS]
@@ -167,7 +169,7 @@ def roc_curves(
                 is_ood = np.r_[np.zeros(s_id.size), np.ones(s_ood.size)]
                 outlier = -np.r_[s_id, s_ood]  # OOD positive: rank by the negated (higher = more OOD) score
                 fpr, tpr, _ = roc_curve(is_ood, outlier)
-                auc = roc_auc_score(is_ood, outlier)
+                auc = auroc(s_id, s_ood)
                 ax.plot(fpr, tpr, color=colors[det], label=f"{det} ({auc:.3f})", **_style(det))
             ax.plot([0, 1], [0, 1], color="0.6", linewidth=0.8, linestyle=":")
             ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="FPR: ID flagged as OOD",
