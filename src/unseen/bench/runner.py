@@ -31,6 +31,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -318,133 +319,168 @@ def run(
 
     from tqdm.auto import tqdm
 
-    rows: list[dict] = []
-    reps: dict[str, list[dict]] = {}  # detector -> one dict of replicates per seed it ran on
-    scores: dict[str, DetectorScores] = {}
-    errors: dict[str, str] = {}
-    timings: dict[str, float] = {}
-    id_correct = None
-    selections: list[tuple[int, Selection]] = []
-    config: dict[str, Any] = {
+    state = _Run(name, representation or "", registry, n_bootstrap, raise_errors, config={
         "benchmark": name, "seeds": seeds, "n_bootstrap": n_bootstrap, "ci": CI_METHOD if n_bootstrap else None,
         "select": select, "tune": tune, "fixed_data": fixed, "spec": str(spec.path) if spec else None,
         "data": {}, "id_accuracy": {}, "params": {}, "tuning_seconds": {},
-    }
-    first: dict[str, Any] = {}
+    })
     bar = tqdm(total=None, desc=name, unit="fit", disable=not progress)
-    rep_name = representation or ""
     try:
         for i, seed in enumerate(seeds):
             bar.set_postfix_str(f"seed {seed}: loading data")
             data = _check_data(get_data(seed), seed)
-            rep_name = data.representation
-            shape = DataShape.of(data.X_train, data.y_train, data.head,
-                                 features_are_logits=data.representation == "logits")
-            planned, skipped = plan_detectors(shape, names, params, tune=tune, registry=registry)
+            planned = state.plan(i, data, names, params, tune)
             if i == 0:
-                errors.update(skipped)
                 bar.total = len(seeds) * (len(planned) + (1 if select else 0))
                 bar.refresh()
-            correct = None
-            if data.head is not None and data.y_test is not None:
-                correct = np.asarray(data.logits(data.X_test).argmax(axis=1) == data.y_test)
-                config["id_accuracy"][str(seed)] = float(correct.mean())
-            config["data"][str(seed)] = repr(data)
-            # --- tuning and selection: validation data only
-            chosen = {p.name: dict(p.params) for p in planned}
-            sel = None
-            to_validate = planned if select else [p for p in planned if len(p.grid) > 1]
-            if to_validate:
-                bar.set_postfix_str(f"seed {seed}: validation")
-                t0 = time.perf_counter()
-                try:
-                    sel = select_detector(
-                        data.X_train, data.y_train, data.X_val, data.y_val, head=data.head,
-                        candidates=[(p.name, p.grid) for p in to_validate], seed=seed, ensemble=select,
-                        _registry=registry,
-                    )
-                except InputError as exc:  # every candidate failed on the validation tasks: run the defaults
-                    if raise_errors:
-                        raise
-                    errors["(validation)"] = f"seed {seed}: tuning and selection skipped: {exc}"
-                config["tuning_seconds"][str(seed)] = time.perf_counter() - t0
-            if sel is not None:
-                for det_name, p in sel.tuned.items():
-                    chosen[det_name] = p
-                for label, message in sel.errors.items():
-                    if label not in skipped:
-                        errors.setdefault(f"{label} (validation)", f"seed {seed}: {message}")
-                if select:
-                    selections.append((seed, sel))
-            config["params"][str(seed)] = chosen
-            # --- every detector on test
-            seed_scores: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
-            todo: list[tuple[str, Planned | None]] = [(p.name, p) for p in planned]
-            if select and sel is not None:
-                todo.append((AUTO, None))
-            for det_name, plan in todo:
-                bar.set_postfix_str(f"seed {seed}: {det_name}")
-                t0 = time.perf_counter()
-                try:
-                    if det_name == AUTO:
-                        det, s_id, s_ood = _fit_score(sel.label, {}, None, data, registry, detector=sel.detector)
-                    else:
-                        det, s_id, s_ood = _fit_score(det_name, chosen[det_name], plan, data, registry)
-                except Exception as exc:
-                    if raise_errors:
-                        raise
-                    errors[det_name] = f"seed {seed}: {type(exc).__name__}: {exc}"
-                    bar.update()
-                    continue
-                elapsed = time.perf_counter() - t0 + (sel.seconds if det_name == AUTO else 0.0)
-                timings[det_name] = timings.get(det_name, 0.0) + elapsed
-                rows.extend(_seed_rows(name, data.representation, seed, det_name, s_id, s_ood, data.ood_kind, correct))
-                if i == 0:
-                    scores[det_name] = DetectorScores(det_name, s_id, s_ood, threshold=float(det.offset_))
-                    first[det_name] = (det, plan)
-                seed_scores[det_name] = (s_id, s_ood)
-                bar.update()
-            if i == 0:
-                id_correct = correct
-                first["_data"] = data
-            if n_bootstrap:  # replicates per seed, same row draws for every detector (paired)
-                rng = np.random.default_rng([seed, 1])
-                w_id = row_weights(rng, len(data.X_test), n_bootstrap)
-                w_ood = {k: row_weights(rng, len(X), n_bootstrap) for k, X in data.ood.items()}
-                for det_name, (s_id, s_ood) in seed_scores.items():
-                    reps.setdefault(det_name, []).append(
-                        _seed_replicates(s_id, s_ood, data.ood_kind, correct, w_id, w_ood))
+            bar.set_postfix_str(f"seed {seed}: validation")
+            chosen, sel = state.validate(seed, data, planned, select)
+            state.test(i, seed, data, planned, chosen, sel, bar)
     finally:
         bar.close()
-
-    for key in [k for k in errors if k.endswith(" (validation)") and k[: -len(" (validation)")] in errors]:
-        del errors[key]  # the detector failed on test too: one message is enough
-    summary = _summarise(rows, reps, n_bootstrap)
-    result = BenchResult(
-        benchmark=name, representation=rep_name, seeds=seeds, rows=rows, summary=summary, scores=scores,
-        id_correct=id_correct, errors=errors, timings=timings, config=config,
-    )
-    if selections:
-        result.selection = _selection_summary(result, selections)
-        result.chosen_detector = selections[0][1].detector
-    # --- conformal false-alarm check on held-out ID (first seed)
-    data0 = first.get("_data")
-    if data0 is not None:
-        if selections:
-            label = selections[0][1].label
-            target = AUTO if AUTO in first else None
-        else:
-            board = [r for r in result.leaderboard() if r["detector"] in first]
-            label = target = board[0]["detector"] if board else None
-            config["conformal_detector"] = "best mean near/far AUROC on test (no selection was run)"
-        if target is not None:
-            det, plan = first[target]
-            refit = type(det).fits_on_validation
-            result.conformal = _conformal(det, data0, refit, label, seeds[0], registry)
-    config["seconds"] = time.perf_counter() - t_start
+    result = state.result(seeds)
+    state.conformal_check(result, seeds[0])
+    result.config["seconds"] = time.perf_counter() - t_start
     if out_dir is not None:
         write(result, out_dir)
     return result
+
+
+@dataclass
+class _Run:
+    """What a benchmark run accumulates over seeds, and its steps: plan, validate, test, summarise, check."""
+
+    name: str
+    representation: str
+    registry: Registry
+    n_bootstrap: int
+    raise_errors: bool
+    config: dict[str, Any]
+    rows: list[dict] = field(default_factory=list)
+    reps: dict[str, list[dict]] = field(default_factory=dict)  # detector -> one dict of replicates per seed
+    scores: dict[str, DetectorScores] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # this seed's detectors that cannot run, and why
+    timings: dict[str, float] = field(default_factory=dict)
+    selections: list[tuple[int, Selection]] = field(default_factory=list)
+    first: dict[str, tuple[Any, Planned | None]] = field(default_factory=dict)  # first seed: fitted detectors
+    first_data: OpenSetData | None = None
+    id_correct: np.ndarray | None = None
+
+    def plan(self, i: int, data: OpenSetData, names: list[str] | None, params: dict, tune: bool) -> list[Planned]:
+        """The detectors that can run on this seed's data (the skipped ones go to ``errors`` once)."""
+        self.representation = data.representation
+        shape = DataShape.of(data.X_train, data.y_train, data.head, features_are_logits=data.representation == "logits")
+        planned, skipped = plan_detectors(shape, names, params, tune=tune, registry=self.registry)
+        if i == 0:
+            self.errors.update(skipped)
+        self.skipped = skipped
+        return planned
+
+    def validate(
+        self, seed: int, data: OpenSetData, planned: list[Planned], select: bool
+    ) -> tuple[dict[str, dict], Selection | None]:
+        """Tuning and selection on validation data only: the parameters of each detector, and the selection."""
+        chosen = {p.name: dict(p.params) for p in planned}
+        to_validate = planned if select else [p for p in planned if len(p.grid) > 1]
+        sel = None
+        if to_validate:
+            t0 = time.perf_counter()
+            try:
+                sel = select_detector(
+                    data.X_train, data.y_train, data.X_val, data.y_val, head=data.head,
+                    candidates=[(p.name, p.grid) for p in to_validate], seed=seed, ensemble=select,
+                    _registry=self.registry,
+                )
+            except InputError as exc:  # every candidate failed on the validation tasks: run the defaults
+                if self.raise_errors:
+                    raise
+                self.errors["(validation)"] = f"seed {seed}: tuning and selection skipped: {exc}"
+            self.config["tuning_seconds"][str(seed)] = time.perf_counter() - t0
+        if sel is not None:
+            chosen.update(sel.tuned)
+            for label, message in sel.errors.items():
+                if label not in self.skipped:
+                    self.errors.setdefault(f"{label} (validation)", f"seed {seed}: {message}")
+            if select:
+                self.selections.append((seed, sel))
+        self.config["params"][str(seed)] = chosen
+        return chosen, sel if select else None
+
+    def test(
+        self, i: int, seed: int, data: OpenSetData, planned: list[Planned], chosen: dict[str, dict],
+        sel: Selection | None, bar: Any,
+    ) -> None:
+        """Fit every detector (and take the selected one), score test and OOD; metrics and replicates."""
+        correct = None
+        if data.head is not None and data.y_test is not None:
+            correct = np.asarray(data.logits(data.X_test).argmax(axis=1) == data.y_test)
+            self.config["id_accuracy"][str(seed)] = float(correct.mean())
+        self.config["data"][str(seed)] = repr(data)
+        seed_scores: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+        todo: list[tuple[str, Planned | None]] = [(p.name, p) for p in planned]
+        if sel is not None:
+            todo.append((AUTO, None))
+        for det_name, plan in todo:
+            bar.set_postfix_str(f"seed {seed}: {det_name}")
+            t0 = time.perf_counter()
+            try:
+                if det_name == AUTO:
+                    det, s_id, s_ood = _fit_score(sel.label, {}, None, data, self.registry, detector=sel.detector)
+                else:
+                    det, s_id, s_ood = _fit_score(det_name, chosen[det_name], plan, data, self.registry)
+            except Exception as exc:
+                if self.raise_errors:
+                    raise
+                self.errors[det_name] = f"seed {seed}: {type(exc).__name__}: {exc}"
+                bar.update()
+                continue
+            elapsed = time.perf_counter() - t0 + (sel.seconds if det_name == AUTO else 0.0)
+            self.timings[det_name] = self.timings.get(det_name, 0.0) + elapsed
+            self.rows.extend(_seed_rows(self.name, data.representation, seed, det_name, s_id, s_ood, data.ood_kind, correct))
+            if i == 0:
+                self.scores[det_name] = DetectorScores(det_name, s_id, s_ood, threshold=float(det.offset_))
+                self.first[det_name] = (det, plan)
+            seed_scores[det_name] = (s_id, s_ood)
+            bar.update()
+        if i == 0:
+            self.id_correct, self.first_data = correct, data
+        if self.n_bootstrap:  # replicates per seed, same row draws for every detector (paired)
+            rng = np.random.default_rng([seed, 1])
+            w_id = row_weights(rng, len(data.X_test), self.n_bootstrap)
+            w_ood = {k: row_weights(rng, len(X), self.n_bootstrap) for k, X in data.ood.items()}
+            for det_name, (s_id, s_ood) in seed_scores.items():
+                self.reps.setdefault(det_name, []).append(_seed_replicates(s_id, s_ood, data.ood_kind, correct, w_id, w_ood))
+
+    def result(self, seeds: list[int]) -> BenchResult:
+        """The summary over seeds with intervals, and the selection against the best in hindsight."""
+        for key in [k for k in self.errors if k.endswith(" (validation)") and k[: -len(" (validation)")] in self.errors]:
+            del self.errors[key]  # the detector failed on test too: one message is enough
+        result = BenchResult(
+            benchmark=self.name, representation=self.representation, seeds=seeds, rows=self.rows,
+            summary=_summarise(self.rows, self.reps, self.n_bootstrap), scores=self.scores, id_correct=self.id_correct,
+            errors=self.errors, timings=self.timings, config=self.config,
+        )
+        if self.selections:
+            result.selection = _selection_summary(result, self.selections)
+            result.chosen_detector = self.selections[0][1].detector
+        return result
+
+    def conformal_check(self, result: BenchResult, seed: int) -> None:
+        """The conformal false-alarm check on held-out ID rows (first seed), for the selected detector or, without
+        a selection, the best on test."""
+        if self.first_data is None:
+            return
+        if self.selections:
+            label = self.selections[0][1].label
+            target = AUTO if AUTO in self.first else None
+        else:
+            board = [r for r in result.leaderboard() if r["detector"] in self.first]
+            label = target = board[0]["detector"] if board else None
+            self.config["conformal_detector"] = "best mean near/far AUROC on test (no selection was run)"
+        if target is not None:
+            det, _ = self.first[target]
+            result.conformal = _conformal(det, self.first_data, type(det).fits_on_validation, label, seed, self.registry)
 
 
 def _summarise(rows: list[dict], reps: dict[str, list], n_bootstrap: int) -> list[dict]:

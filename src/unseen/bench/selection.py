@@ -434,59 +434,117 @@ def select(
     (True, True)
     """
     t0 = time.perf_counter()
-    X_train = as_float_array(X_train, owner="select", what="X_train")
-    n, d = X_train.shape
-    y_train = None if y_train is None else check_labels(y_train, n, owner="select (y_train)")
-    head = None if head is None else check_head(head, d, owner="select")
     rng = np.random.default_rng(seed)
-    if X_val is None:
-        if y_val is not None:
-            raise InputError("select: y_val was given without X_val; pass both, or neither (20% of X_train is held out).")
-        fit_idx, val_idx = _split_val(rng, n, y_train)
-        X_fit_all, X_val = X_train[fit_idx], X_train[val_idx]
-        y_fit_all = None if y_train is None else y_train[fit_idx]
-        y_val = None if y_train is None else y_train[val_idx]
-        val_note = "20% of the training rows held out as validation rows; "
-    else:
-        X_val = as_float_array(X_val, owner="select", what="X_val", n_features=d)
-        y_val = None if y_val is None else check_labels(y_val, X_val.shape[0], owner="select (y_val)")
-        X_fit_all, y_fit_all = X_train, y_train
-        val_note = ""
-    shape = DataShape.of(X_fit_all, y_fit_all, head, has_val_labels=y_val is not None)
+    split = _Split.of(X_train, y_train, X_val, y_val, head, rng)
     registry = _registry or Registry()
+    shape = DataShape.of(split.X_fit, split.y_fit, split.head, has_val_labels=split.y_val is not None)
     cands, skipped = _candidates(candidates, shape, registry)
-
-    tr = _subsample(rng, X_fit_all.shape[0], MAX_TRAIN_ROWS, y_fit_all)
-    va = _subsample(rng, X_val.shape[0], MAX_VAL_ROWS, y_val)
-    X_tr, X_va = X_fit_all[tr], X_val[va]
-    y_tr = None if y_fit_all is None else y_fit_all[tr]
-    y_va = None if y_val is None else y_val[va]
-
-    if ood_val is not None:
-        sets = _ood_sets(ood_val, d)
-        tasks = [_Task(X_tr, y_tr, head, X_va, y_va, sets, {k: "val" for k in sets})]
-        method = f"{val_note}real validation outliers: {', '.join(f'{k} ({len(v)} rows)' for k, v in sets.items())}"
-    else:
-        tasks, held_how = ([], "")
-        if y_tr is not None and y_va is not None:
-            tasks, held_how = _held_out_tasks(rng, X_tr, y_tr, X_va, y_va, head)
-        synthetic, group = {PERMUTATION: _permute(rng, X_va)}, {PERMUTATION: "far"}
-        kinds = [held_how] if held_how else []
-        if not tasks:  # no held-out classes possible: near-OOD from moving rows between (pseudo-)classes
-            between, between_how = _interpolate(rng, X_va, y_va)
-            synthetic[INTERPOLATION], group[INTERPOLATION] = between, "near"
-            kinds.append(f"{INTERPOLATION} (rows moved partway toward another class's mean; {between_how})")
-        kinds.append(f"{PERMUTATION} (columns shuffled independently)")
-        tasks.append(_Task(X_tr, y_tr, head, X_va, y_va, synthetic, group))
-        method = (f"{val_note}synthetic outliers from ID data only: " + "; ".join(kinds)
-                  + "; score = (near + far) / 2 of the AUROCs")
-
-    per_set: dict[str, dict[str, float]] = {}
-    score: dict[str, float] = {}
-    errors: dict[str, str] = dict(skipped)
+    tasks, method = _tasks(split, ood_val, rng)
+    per_set, score, errors = _validate(cands, tasks, registry, progress)
+    errors = {**skipped, **errors}
+    best_of = _best_settings(cands, score)
+    ranked = sorted(best_of.values(), key=lambda c: -score[c.label])
+    validation = {name: score[c.label] for name, c in best_of.items()}
     groups = {k: g for t in tasks for k, g in t.group.items()}
+    winner, ens_note = ranked[0], ""
+    if ensemble and len(ranked) >= 2:
+        winner, ens_note = _try_ensemble(ranked, tasks, groups, registry, score, per_set, validation, errors)
+    label = winner.label if winner is not ranked[0] else winner.name  # a built ensemble, or a detector
+    reason = _reason(winner, label, ranked, score, per_set[winner.label], ens_note, method)
+    final = _fit(winner, split.X_fit, split.y_fit, split.head, split.X_val, split.y_val, registry)
+    final.calibrate(split.X_val)
+    return Selection(
+        name=winner.name,
+        params=dict(winner.params),
+        detector=final,
+        validation=validation,
+        reason=reason,
+        method=method,
+        label=label,
+        tuned={name: dict(c.params) for name, c in best_of.items()},
+        per_set=per_set,
+        errors=errors,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+# ------------------------------------------------------------------------------------------ steps of select
+
+
+@dataclass
+class _Split:
+    """Validated inputs: the rows to fit the final detector on, the validation rows, and their subsamples
+    for the validation tasks (at most MAX_TRAIN_ROWS / MAX_VAL_ROWS, stratified)."""
+
+    X_fit: np.ndarray
+    y_fit: np.ndarray | None
+    X_val: np.ndarray
+    y_val: np.ndarray | None
+    head: tuple[np.ndarray, np.ndarray] | None
+    X_tr: np.ndarray
+    y_tr: np.ndarray | None
+    X_va: np.ndarray
+    y_va: np.ndarray | None
+    note: str
+
+    @classmethod
+    def of(cls, X_train: Any, y_train: Any, X_val: Any, y_val: Any, head: Any, rng: np.random.Generator) -> _Split:
+        X_train = as_float_array(X_train, owner="select", what="X_train")
+        n, d = X_train.shape
+        y_train = None if y_train is None else check_labels(y_train, n, owner="select (y_train)")
+        head = None if head is None else check_head(head, d, owner="select")
+        if X_val is None:
+            if y_val is not None:
+                raise InputError("select: y_val was given without X_val; pass both, or neither (20% of X_train is held out).")
+            fit_idx, val_idx = _split_val(rng, n, y_train)
+            X_fit, X_val = X_train[fit_idx], X_train[val_idx]
+            y_fit = None if y_train is None else y_train[fit_idx]
+            y_val = None if y_train is None else y_train[val_idx]
+            note = "20% of the training rows held out as validation rows; "
+        else:
+            X_val = as_float_array(X_val, owner="select", what="X_val", n_features=d)
+            y_val = None if y_val is None else check_labels(y_val, X_val.shape[0], owner="select (y_val)")
+            X_fit, y_fit = X_train, y_train
+            note = ""
+        tr = _subsample(rng, X_fit.shape[0], MAX_TRAIN_ROWS, y_fit)
+        va = _subsample(rng, X_val.shape[0], MAX_VAL_ROWS, y_val)
+        return cls(X_fit, y_fit, X_val, y_val, head, X_fit[tr], None if y_fit is None else y_fit[tr], X_val[va],
+                   None if y_val is None else y_val[va], note)
+
+
+def _tasks(split: _Split, ood_val: Any, rng: np.random.Generator) -> tuple[list[_Task], str]:
+    """The validation tasks and a sentence saying where their outliers come from."""
+    X_tr, y_tr, X_va, y_va, head = split.X_tr, split.y_tr, split.X_va, split.y_va, split.head
+    if ood_val is not None:
+        sets = _ood_sets(ood_val, X_tr.shape[1])
+        tasks = [_Task(X_tr, y_tr, head, X_va, y_va, sets, {k: "val" for k in sets})]
+        return tasks, f"{split.note}real validation outliers: {', '.join(f'{k} ({len(v)} rows)' for k, v in sets.items())}"
+    tasks, held_how = [], ""
+    if y_tr is not None and y_va is not None:
+        tasks, held_how = _held_out_tasks(rng, X_tr, y_tr, X_va, y_va, head)
+    synthetic, group = {PERMUTATION: _permute(rng, X_va)}, {PERMUTATION: "far"}
+    kinds = [held_how] if held_how else []
+    if not tasks:  # no held-out classes possible: near-OOD from moving rows between (pseudo-)classes
+        between, between_how = _interpolate(rng, X_va, y_va)
+        synthetic[INTERPOLATION], group[INTERPOLATION] = between, "near"
+        kinds.append(f"{INTERPOLATION} (rows moved partway toward another class's mean; {between_how})")
+    kinds.append(f"{PERMUTATION} (columns shuffled independently)")
+    tasks.append(_Task(X_tr, y_tr, head, X_va, y_va, synthetic, group))
+    method = (f"{split.note}synthetic outliers from ID data only: " + "; ".join(kinds)
+              + "; score = (near + far) / 2 of the AUROCs")
+    return tasks, method
+
+
+def _validate(
+    cands: list[Candidate], tasks: list[_Task], registry: Registry, progress: bool
+) -> tuple[dict[str, dict[str, float]], dict[str, float], dict[str, str]]:
+    """AUROC per validation set and the criterion of every candidate; the failures, and why."""
     from tqdm.auto import tqdm
 
+    groups = {k: g for t in tasks for k, g in t.group.items()}
+    per_set: dict[str, dict[str, float]] = {}
+    score: dict[str, float] = {}
+    errors: dict[str, str] = {}
     for cand in tqdm(cands, desc="select", disable=not progress, leave=False):
         try:
             aurocs = _evaluate(cand, tasks, registry)
@@ -498,73 +556,66 @@ def select(
     if not score:
         raise InputError("select: every candidate failed on the validation tasks: "
                          + "; ".join(f"{k}: {v}" for k, v in errors.items()))
+    return per_set, score, errors
 
-    # Best setting per detector (ties: the first in candidate order).
+
+def _best_settings(cands: list[Candidate], score: dict[str, float]) -> dict[str, Candidate]:
+    """The best setting of each detector (ties: the first in candidate order)."""
     best_of: dict[str, Candidate] = {}
     for c in cands:
         if c.label in score and (c.name not in best_of or score[c.label] > score[best_of[c.name].label]):
             best_of[c.name] = c
-    validation = {name: score[c.label] for name, c in best_of.items()}
-    ranked = sorted(best_of.values(), key=lambda c: -score[c.label])
-    winner, win_label, win_score = ranked[0], ranked[0].name, score[ranked[0].label]
+    return best_of
 
-    ens_note, ens_label = "", None
-    if ensemble and len(ranked) >= 2:
-        fam = {c.name: registry.infos[c.name].family for c in cands}
-        seen, members = set(), []
-        for c in ranked:
-            cls = registry.classes[c.name]
-            if cls.fits_on_validation or not cls.ensemble_member or fam[c.name] in seen:
-                continue
-            seen.add(fam[c.name])
-            members.append(c)
-            if len(members) == ENSEMBLE_SIZE:
-                break
-        if len(members) >= 2:
-            spec = [[m.name, dict(m.params)] for m in members]
-            ens_label = "ensemble(" + "+".join(m.name for m in members) + ")"
-            ens = Candidate("ensemble", {"members": spec}, ens_label)
-            try:
-                aurocs = _evaluate(ens, tasks, registry)
-                per_set[ens_label] = aurocs
-                validation[ens_label] = score[ens_label] = _criterion(aurocs, groups)
-            except Exception as exc:
-                errors[ens_label] = f"{type(exc).__name__}: {exc}"
-            if ens_label in score:
-                gain = score[ens_label] - win_score
-                if gain > ENSEMBLE_MARGIN:
-                    ens_note = (f"; it beats the best single detector {winner.label} ({win_score:.4f}) by {gain:.4f}")
-                    winner, win_label, win_score = ens, ens_label, score[ens_label]
-                elif gain > 0:
-                    ens_note = (f"; {ens_label} scored {score[ens_label]:.4f}, only {gain:.4f} higher "
-                                f"(below the {ENSEMBLE_MARGIN} margin), so the single detector is kept")
 
+def _try_ensemble(
+    ranked: list[Candidate], tasks: list[_Task], groups: dict[str, str], registry: Registry, score: dict[str, float],
+    per_set: dict[str, dict[str, float]], validation: dict[str, float], errors: dict[str, str],
+) -> tuple[Candidate, str]:
+    """An ECDF ensemble of the best detectors of up to ENSEMBLE_SIZE families; it replaces the best single
+    detector when it validates higher by more than ENSEMBLE_MARGIN. Returns the winner and a note."""
+    best = ranked[0]
+    seen, members = set(), []
+    for c in ranked:
+        cls = registry.classes[c.name]
+        if cls.fits_on_validation or not cls.ensemble_member or cls.family in seen:
+            continue
+        seen.add(cls.family)
+        members.append(c)
+        if len(members) == ENSEMBLE_SIZE:
+            break
+    if len(members) < 2:
+        return best, ""
+    label = "ensemble(" + "+".join(m.name for m in members) + ")"
+    ens = Candidate("ensemble", {"members": [[m.name, dict(m.params)] for m in members]}, label)
+    try:
+        per_set[label] = _evaluate(ens, tasks, registry)
+    except Exception as exc:
+        errors[label] = f"{type(exc).__name__}: {exc}"
+        return best, ""
+    validation[label] = score[label] = _criterion(per_set[label], groups)
+    gain = score[label] - score[best.label]
+    if gain > ENSEMBLE_MARGIN:
+        return ens, f"; it beats the best single detector {best.label} ({score[best.label]:.4f}) by {gain:.4f}"
+    if gain > 0:
+        return best, (f"; {label} scored {score[label]:.4f}, only {gain:.4f} higher "
+                      f"(below the {ENSEMBLE_MARGIN} margin), so the single detector is kept")
+    return best, ""
+
+
+def _reason(
+    winner: Candidate, win_label: str, ranked: list[Candidate], score: dict[str, float], sets: dict[str, float],
+    ens_note: str, method: str,
+) -> str:
+    """One sentence: the winner's validation score per set, the runner-up, the ensemble, the outliers."""
+    win_score = score[winner.label]
     singles = [(c.name, score[c.label]) for c in ranked if c.name != win_label]
-    sets = per_set[winner.label]
     detail = ", ".join(f"{k} {v:.3f}" for k, v in sorted(sets.items()) if not k.startswith(HELD_OUT))
     held = [v for k, v in sets.items() if k.startswith(HELD_OUT)]
     if held:
         detail = f"{HELD_OUT} {np.mean(held):.3f}" + (f", {detail}" if detail else "")
     best_word = "highest" if win_score >= max(score.values()) else "highest single-detector"
     reason = f"{winner.label} has the {best_word} validation score, {win_score:.4f} ({detail})"
-    if singles and win_label != ens_label:
+    if singles and winner is ranked[0]:
         reason += f", {win_score - singles[0][1]:.4f} above the runner-up {singles[0][0]} ({singles[0][1]:.4f})"
-    reason += ens_note
-    reason += f"; outliers: {method}."
-
-    final = _fit(winner, X_fit_all, y_fit_all, head, X_val, y_val, registry)
-    final.calibrate(X_val)
-    tuned = {name: dict(c.params) for name, c in best_of.items()}
-    return Selection(
-        name=winner.name,
-        params=dict(winner.params),
-        detector=final,
-        validation=validation,
-        reason=reason,
-        method=method,
-        label=win_label,
-        tuned=tuned,
-        per_set=per_set,
-        errors=errors,
-        seconds=time.perf_counter() - t0,
-    )
+    return reason + ens_note + f"; outliers: {method}."
