@@ -39,26 +39,16 @@ from unseen.datasets import attribution  # noqa: E402
 
 BASELINES = ("msp", "maxlogit")
 TOP = 4  # unseen detectors shown beside the baselines in the short tables
-FIT_ON_VALIDATION = ("temp_msp",)
-
-
-def params_for(name: str, n_features: int) -> dict:
-    """Default hyperparameters, except ViM / Residual's principal dimension, which must be below the feature
-    dimension: the original ViM rule (D_p = 1000 if D >= 2048, 512 if D >= 768, else D / 2)."""
-    if name in ("vim", "residual"):
-        return {"dim": 1000 if n_features >= 2048 else 512 if n_features >= 768 else n_features // 2}
-    return {}
-
-
 def fit_detector(name: str, data) -> unseen.Detector:
-    """Fit ``name`` on the training features, with labels / head where it takes them; calibrate on validation."""
-    info = {i.name: i for i in unseen.list_detectors()}[name]
-    takes_head = info.requires_head or info.input_kind == "logits"
-    det = unseen.get_detector(name, **params_for(name, data.X_train.shape[1]))
+    """Fit ``name`` as the class asks (its defaults for this data, labels / head where it takes them, the
+    validation split where it fits on one); calibrate on validation."""
+    cls = unseen.registry.builtin_detectors()[name]
+    shape = unseen.DataShape.of(data.X_train, data.y_train, data.head)
+    det = cls(**cls.default_params(shape))
     # Temperature scaling is fitted on held-out data (its docstring and the references): on the training
     # features, which the CNN classifies perfectly, T collapses and every softmax saturates at 1.
-    X, y = (data.X_val, data.y_val) if name in FIT_ON_VALIDATION else (data.X_train, data.y_train)
-    det.fit(X, y if info.requires_labels else None, head=data.head if takes_head else None)
+    X, y = (data.X_val, data.y_val) if cls.fits_on_validation else (data.X_train, data.y_train)
+    det.fit(X, y if cls.requires_labels else None, head=data.head if cls.takes_head() else None)
     det.calibrate(data.X_val)
     return det
 

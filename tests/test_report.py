@@ -62,9 +62,8 @@ def _seed_run(seed: int):
     for name in DETECTORS:
         t0 = time.perf_counter()
         try:
-            info = next(i for i in unseen.list_detectors() if i.name == name)
-            uses_head = info.requires_head or info.input_kind == "logits"
-            det = unseen.get_detector(name).fit(F_tr, data["train"][1], head=head if uses_head else None)
+            det = unseen.get_detector(name)
+            det.fit(F_tr, data["train"][1], head=head if type(det).takes_head() else None)
         except InputError as exc:
             out["errors"][name] = str(exc)
             continue

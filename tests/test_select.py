@@ -27,9 +27,7 @@ def _train_val(seed=0):
 
 def _test_auroc(name, params, d):
     det = unseen.get_detector(name, **params)
-    cls = type(det)
-    uses_head = cls.requires_head or cls.input_kind == "logits" or cls.family == "ensemble"
-    det.fit(d.X_train, d.y_train, head=d.head if uses_head else None)
+    det.fit(d.X_train, d.y_train, head=d.head if type(det).takes_head() else None)
     s_id = det.score_samples(d.X_test)
     return np.mean([unseen.metrics.auroc(s_id, det.score_samples(d.ood[k])) for k in (NEAR, FAR)])
 

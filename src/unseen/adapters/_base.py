@@ -172,11 +172,10 @@ class ModelAdapter:
         if det.input_kind == "features":
             if out.features is None:
                 raise InputError(f"{name} needs features, and {type(self).__name__} gives none for this model.")
-            if det.requires_head:
-                if self._head() is None:
-                    raise InputError(f"{name} needs the classifier head. " + self._no_head_message())
-                return out.features, self.head
-            return out.features, None
+            if det.requires_head and self._head() is None:
+                raise InputError(f"{name} needs the classifier head. " + self._no_head_message())
+            # Detectors that take a head but do not need one (the ensemble hands it to its members) get it too.
+            return out.features, self.head if det.takes_head() and self._head() is not None else None
         # A head that is known not to reproduce the logits (see TorchModel) is not used for logit detectors.
         if self._head() is not None and out.features is not None and getattr(self, "head_matches_logits_", True):
             return out.features, self.head
