@@ -341,7 +341,7 @@ class Detector:
             reservoir = Reservoir(THRESHOLD_SAMPLE)
             self._fit_chunks(_Recorded(source, reservoir), labels)
             if labels is not None and labels.shape[0] != source.n_samples:
-                check_labels(labels, source.n_samples, owner=owner)  # raises the length mismatch
+                check_labels(labels, int(source.n_samples or 0), owner=owner)  # raises the length mismatch
             sample = reservoir.rows
         else:
             labels = None
@@ -413,10 +413,11 @@ class Detector:
         The product runs in the input's precision (float32 features give float32-accurate logits, twice as
         fast); the result is float64 so softmax-type scores do not saturate.
         """
-        if getattr(self, "W_", None) is None:
+        W, b = getattr(self, "W_", None), getattr(self, "b_", None)
+        if W is None or b is None:
             return np.asarray(X, dtype=np.float64)
-        W = self.W_ if X.dtype == np.float64 else self.W_.astype(X.dtype)
-        return np.asarray(X @ W.T, dtype=np.float64) + self.b_
+        W = W if X.dtype == np.float64 else W.astype(X.dtype)
+        return np.asarray(X @ W.T, dtype=np.float64) + b
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Familiarity score of each sample; higher means more in-distribution.

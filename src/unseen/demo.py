@@ -41,7 +41,8 @@ def run(seed: int = 0, verbose: bool = True) -> list[dict]:
                        progress=verbose and sys.stdout.isatty())
     if verbose:
         accuracy = result.config["id_accuracy"][str(seed)]
-        print(f"digits open-set: known {KNOWN}, test {len(result.id_correct)}, closed-set accuracy {accuracy:.3f}")
+        n_test = len(next(iter(result.scores.values())).id_test)
+        print(f"digits open-set: known {KNOWN}, test {n_test}, closed-set accuracy {accuracy:.3f}")
     rows = []
     for name, scores in result.scores.items():
         label = f"{name} (experimental)" if builtin_detectors()[name].experimental else name

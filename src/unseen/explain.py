@@ -234,12 +234,12 @@ def _attribute(
         return name, text + ", the detector's only signal"
     if additive and baseline is not None:
         dev = {n: values[n] - baseline[n] for n in names}
-        driver = min(names, key=dev.get) if flagged else max(names, key=dev.get)
+        driver = min(names, key=dev.__getitem__) if flagged else max(names, key=dev.__getitem__)
         verb = "pulled the score down most" if flagged else "held the score up most"
         parts = "; ".join(f"{n} {values[n]:.4g} vs ID mean {baseline[n]:.4g} ({dev[n]:+.4g})" for n in names)
         return driver, f"{driver} {verb} against its in-distribution average: {parts}"
     if percentile is not None:
-        driver = min(names, key=percentile.get) if flagged else max(names, key=percentile.get)
+        driver = min(names, key=percentile.__getitem__) if flagged else max(names, key=percentile.__getitem__)
         kind = "most unusual" if flagged else "most typical"
         parts = "; ".join(
             f"{n} {values[n]:.4g} ({'higher' if higher[n] else 'lower'} = ID, {percentile[n]:.1%} of ID rows at most as typical)"
@@ -390,7 +390,7 @@ def explain(
 
 
 def _closest_classes(anatomy: Signals, i: int, n: int) -> list[ClassValue]:
-    if anatomy.class_values is None:
+    if anatomy.class_values is None or anatomy.class_labels is None:
         return []
     row = anatomy.class_values[i]
     order = np.argsort(row if anatomy.lower_is_closer else -row, kind="stable")[:n]

@@ -26,10 +26,10 @@ ENTRY_POINT_GROUP = "unseen.detectors"
 
 #: Third-party detectors added with :func:`register`: name -> (import target, pip extra needed or None).
 _EXTRA: dict[str, tuple[str, str | None]] = {}
-_BUILTIN: dict[str, type] | None = None
+_BUILTIN: dict[str, type[Detector]] | None = None
 
 
-def builtin_detectors() -> dict[str, type]:
+def builtin_detectors() -> dict[str, type[Detector]]:
     """The built-in detectors, name -> class: every :class:`~unseen.Detector` subclass with a ``name`` defined in
     a module of :mod:`unseen.detectors`. The modules are the only list; they are imported on first use.
 
@@ -42,7 +42,7 @@ def builtin_detectors() -> dict[str, type]:
     if _BUILTIN is None:
         from . import detectors
 
-        found: dict[str, type] = {}
+        found: dict[str, type[Detector]] = {}
         for module_info in sorted(pkgutil.iter_modules(detectors.__path__), key=lambda m: m.name):
             if module_info.name.startswith("_"):
                 continue
@@ -70,7 +70,7 @@ class DetectorInfo:
     summary: str
 
     @property
-    def detector_class(self) -> type:
+    def detector_class(self) -> type[Detector]:
         """The class itself, which answers everything else (``takes_head()``, ``default_params(shape)``, ...)."""
         module, _, name = self.cls_path.partition(":")
         return getattr(importlib.import_module(module), name)
@@ -93,9 +93,9 @@ def register(name: str, target: str, extra: str | None = None) -> None:
     _EXTRA[name] = (target, extra)
 
 
-def _table() -> dict[str, type | tuple[str, str | None]]:
+def _table() -> dict[str, type[Detector] | tuple[str, str | None]]:
     """Every name: a built-in class, or the ``(target, extra)`` of a plugin (imported when looked up)."""
-    table: dict[str, type | tuple[str, str | None]] = {}
+    table: dict[str, type[Detector] | tuple[str, str | None]] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         table.setdefault(ep.name, (ep.value, None))
     table.update(_EXTRA)
@@ -103,7 +103,7 @@ def _table() -> dict[str, type | tuple[str, str | None]]:
     return table
 
 
-def _load(name: str) -> type:
+def _load(name: str) -> type[Detector]:
     table = _table()
     key = name.lower().replace("-", "_")
     if key not in table:
@@ -120,10 +120,13 @@ def _load(name: str) -> type:
         raise MissingDependencyError(
             f"Detector {name!r} needs a package that is missing ({exc.name}). Install it with: {hint}"
         ) from exc
-    return getattr(module, cls_name)
+    cls = getattr(module, cls_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Detector)):
+        raise InputError(f"Detector {name!r} is registered as {target!r}, which is not a subclass of unseen.Detector.")
+    return cls
 
 
-def load_class(path: str | None, name: str | None = None) -> type:
+def load_class(path: str | None, name: str | None = None) -> type[Detector]:
     """The registered detector class stored as ``path`` (``"module:Class"``), or as ``name`` when ``path`` is
     None (files written before classes were stored); an InputError for anything else.
 

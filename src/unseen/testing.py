@@ -56,7 +56,7 @@ class ConformanceData:
     X_test: np.ndarray  # ID test features
     y_test: np.ndarray
     X_ood: np.ndarray  # far-OOD features
-    _fitted: dict[type, Detector] = field(default_factory=dict, repr=False, compare=False)
+    _fitted: dict[type[Detector], Detector] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def head(self) -> tuple[np.ndarray, np.ndarray]:
@@ -67,11 +67,11 @@ class ConformanceData:
 
     # ------------------------------------------------------------------------ how a detector class consumes them
 
-    def inputs(self, cls: type, X: np.ndarray) -> np.ndarray:
+    def inputs(self, cls: type[Detector], X: np.ndarray) -> np.ndarray:
         """``X`` as ``cls`` scores it: logits for a logit detector, else the features."""
         return self.logits(X) if cls.input_kind == "logits" else X
 
-    def fit_kwargs(self, cls: type) -> dict[str, Any]:
+    def fit_kwargs(self, cls: type[Detector]) -> dict[str, Any]:
         """Labels when the class needs them; the head when it takes one with features."""
         kwargs: dict[str, Any] = {}
         if cls.requires_labels:
@@ -80,21 +80,21 @@ class ConformanceData:
             kwargs["head"] = self.head
         return kwargs
 
-    def shape(self, cls: type) -> DataShape:
+    def shape(self, cls: type[Detector]) -> DataShape:
         """The :class:`~unseen.DataShape` of the rows ``cls`` is fitted on here."""
         X = self.inputs(cls, self.X)
         head = self.fit_kwargs(cls).get("head")
         return DataShape.of(X, self.y, head, features_are_logits=cls.input_kind == "logits")
 
-    def make(self, cls: type) -> Detector:
+    def make(self, cls: type[Detector]) -> Detector:
         """A new ``cls`` with its ``test_params`` for this data."""
         return cls(**cls.test_params(self.shape(cls)))
 
-    def fit(self, cls: type, X: np.ndarray | None = None) -> Detector:
+    def fit(self, cls: type[Detector], X: np.ndarray | None = None) -> Detector:
         """A new ``cls`` fitted on the ID fit rows (or ``X``, features)."""
         return self.make(cls).fit(self.inputs(cls, self.X if X is None else X), **self.fit_kwargs(cls))
 
-    def fitted(self, cls: type) -> Detector:
+    def fitted(self, cls: type[Detector]) -> Detector:
         """A ``cls`` fitted on the ID fit rows, shared by the checks that only read it."""
         if cls not in self._fitted:
             self._fitted[cls] = self.fit(cls)
@@ -150,7 +150,7 @@ def _assert(condition: Any, message: str) -> None:
 # ---------------------------------------------------------------------------------------------------- checks
 
 
-def check_declarations(cls: type, data: ConformanceData) -> None:
+def check_declarations(cls: type[Detector], data: ConformanceData) -> None:
     """The class declares a registry name, a known family and input kind, and capabilities that match its methods."""
     name = cls.__name__
     _assert(isinstance(cls.name, str) and re.fullmatch(r"[a-z][a-z0-9_]*", cls.name),
@@ -175,21 +175,21 @@ def check_declarations(cls: type, data: ConformanceData) -> None:
     _assert(cls.unavailable(shape) is None, f"{name}.unavailable() refuses the conformance data: {cls.unavailable(shape)}")
 
 
-def check_docstring(cls: type, data: ConformanceData) -> None:
+def check_docstring(cls: type[Detector], data: ConformanceData) -> None:
     """The docstring's first line is the registry summary, and it has a runnable example."""
     doc = cls.__doc__ or ""
     _assert(doc.strip() and doc.strip().splitlines()[0].strip(), f"{cls.__name__}: the first docstring line is the summary")
     _assert(">>>" in doc, f"{cls.__name__}: the docstring needs a runnable example (>>>)")
 
 
-def check_score_direction(cls: type, data: ConformanceData) -> None:
+def check_score_direction(cls: type[Detector], data: ConformanceData) -> None:
     """Higher = more in-distribution: ID test rows score above far-OOD rows (AUROC > 0.75)."""
     det = data.fitted(cls)
     value = auroc(det.score_samples(data.inputs(cls, data.X_test)), det.score_samples(data.inputs(cls, data.X_ood)))
     _assert(value > 0.75, f"{cls.__name__}: AUROC of ID test vs far OOD is {value:.3f}; scores must be higher for ID")
 
 
-def check_decision_and_predict(cls: type, data: ConformanceData) -> None:
+def check_decision_and_predict(cls: type[Detector], data: ConformanceData) -> None:
     """Finite float64 scores, ``decision_function = score - offset_``, ``predict`` in {-1, +1} from it."""
     det = data.fitted(cls)
     X = data.inputs(cls, data.X_test)
@@ -200,7 +200,7 @@ def check_decision_and_predict(cls: type, data: ConformanceData) -> None:
     np.testing.assert_array_equal(det.predict(X), np.where(s - det.offset_ >= 0, 1, -1), err_msg=cls.__name__)
 
 
-def check_threshold(cls: type, data: ConformanceData) -> None:
+def check_threshold(cls: type[Detector], data: ConformanceData) -> None:
     """The fit threshold accepts ``tpr`` of the fit rows (at least, for leave-one-out thresholds)."""
     det = data.fitted(cls)
     accepted = float(np.mean(det.predict(data.inputs(cls, data.X)) == 1))
@@ -210,7 +210,7 @@ def check_threshold(cls: type, data: ConformanceData) -> None:
         _assert(accepted >= det.tpr - 0.01, f"{cls.__name__}: the threshold accepts only {accepted:.3f} of the fit rows")
 
 
-def check_calibrate(cls: type, data: ConformanceData) -> None:
+def check_calibrate(cls: type[Detector], data: ConformanceData) -> None:
     """``calibrate(X_val, tpr)`` re-sets the threshold on held-out rows without refitting."""
     det = data.fit(cls)
     X_val = data.inputs(cls, data.X_test)
@@ -219,7 +219,7 @@ def check_calibrate(cls: type, data: ConformanceData) -> None:
     _assert(det.tpr == 0.9 and abs(accepted - 0.9) <= 0.01, f"{cls.__name__}: after calibrate(tpr=0.9) it accepts {accepted:.3f}")
 
 
-def check_save_load(cls: type, data: ConformanceData) -> None:
+def check_save_load(cls: type[Detector], data: ConformanceData) -> None:
     """Saved (one file and a directory) and loaded without pickle: same class, params, threshold and scores."""
     from .persistence import load
 
@@ -234,7 +234,7 @@ def check_save_load(cls: type, data: ConformanceData) -> None:
             _assert(loaded.offset_ == det.offset_, f"{cls.__name__}: the threshold changed on load")
 
 
-def check_scoring_is_pure_and_chunkable(cls: type, data: ConformanceData) -> None:
+def check_scoring_is_pure_and_chunkable(cls: type[Detector], data: ConformanceData) -> None:
     """Scoring does not change the fitted state, and scoring in chunks equals one call."""
     det = data.fitted(cls)
     before = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in det._get_state().items()}
@@ -251,7 +251,7 @@ def check_scoring_is_pure_and_chunkable(cls: type, data: ConformanceData) -> Non
             _assert(after[key] == value, f"{cls.__name__}.{key} changed while scoring")
 
 
-def check_float32(cls: type, data: ConformanceData) -> None:
+def check_float32(cls: type[Detector], data: ConformanceData) -> None:
     """float32 inputs fit and score, to float64 scores ranked like the float64 ones."""
     from scipy.stats import spearmanr
 
@@ -263,7 +263,7 @@ def check_float32(cls: type, data: ConformanceData) -> None:
     _assert(rho > 0.99, f"{cls.__name__}: float32 scores rank differently from float64 (Spearman {rho:.4f})")
 
 
-def check_nan_and_inf(cls: type, data: ConformanceData) -> None:
+def check_nan_and_inf(cls: type[Detector], data: ConformanceData) -> None:
     """NaN and infinity are refused at scoring and at fit with an InputError that says so."""
     det = data.fitted(cls)
     X = data.inputs(cls, data.X_test[:5]).copy()
@@ -279,7 +279,7 @@ def check_nan_and_inf(cls: type, data: ConformanceData) -> None:
         data.make(cls).fit(Xf, **data.fit_kwargs(cls))
 
 
-def check_bad_shapes(cls: type, data: ConformanceData) -> None:
+def check_bad_shapes(cls: type[Detector], data: ConformanceData) -> None:
     """A wrong width, a 1-D row and an empty array are refused with messages that name the problem."""
     det = data.fitted(cls)
     X = data.inputs(cls, data.X_test[:5])
@@ -291,7 +291,7 @@ def check_bad_shapes(cls: type, data: ConformanceData) -> None:
         det.score_samples(X[:0])
 
 
-def check_unfitted(cls: type, data: ConformanceData) -> None:
+def check_unfitted(cls: type[Detector], data: ConformanceData) -> None:
     """Scoring or saving before fit raises NotFittedError that says to call fit."""
     det = data.make(cls)
     with _raises(NotFittedError, "fit", f"unfitted {cls.__name__}.score_samples"):
@@ -300,7 +300,7 @@ def check_unfitted(cls: type, data: ConformanceData) -> None:
         det.save(Path(tmp) / "never.unseen")
 
 
-def check_params(cls: type, data: ConformanceData) -> None:
+def check_params(cls: type[Detector], data: ConformanceData) -> None:
     """scikit-learn compatible parameters: ``clone``, ``repr``, ``set_params`` refuses unknown names."""
     from sklearn.base import clone
 
@@ -312,7 +312,7 @@ def check_params(cls: type, data: ConformanceData) -> None:
         det.set_params(not_a_parameter=1)
 
 
-def check_needs_are_declared(cls: type, data: ConformanceData) -> None:
+def check_needs_are_declared(cls: type[Detector], data: ConformanceData) -> None:
     """Missing labels or head give an InputError naming them; a head is refused where none is taken; a detector
     that declares no needs fits on ``X`` alone."""
     X = data.inputs(cls, data.X)
@@ -330,7 +330,7 @@ def check_needs_are_declared(cls: type, data: ConformanceData) -> None:
         data.make(cls).fit(X)
 
 
-def check_signals_and_neighbours(cls: type, data: ConformanceData) -> None:
+def check_signals_and_neighbours(cls: type[Detector], data: ConformanceData) -> None:
     """The explanation hooks return one value per row, and :func:`unseen.explain` works on the detector."""
     from .explain import explain
 
@@ -351,7 +351,7 @@ def check_signals_and_neighbours(cls: type, data: ConformanceData) -> None:
     _assert(len(exps) == 6 and all(e.verdict in ("known", "unfamiliar") for e in exps), f"{cls.__name__}: explain failed")
 
 
-def check_unknown_proba(cls: type, data: ConformanceData) -> None:
+def check_unknown_proba(cls: type[Detector], data: ConformanceData) -> None:
     """``predict_proba_open`` gives (n, C + 1) probabilities summing to 1 where ``has_unknown_proba``; else an InputError."""
     det = data.fitted(cls)
     X = data.inputs(cls, data.X_test[:5])
@@ -364,7 +364,7 @@ def check_unknown_proba(cls: type, data: ConformanceData) -> None:
             det.predict_proba_open(X)
 
 
-CHECKS: tuple[Callable[[type, ConformanceData], None], ...] = (
+CHECKS: tuple[Callable[[type[Detector], ConformanceData], None], ...] = (
     check_declarations,
     check_docstring,
     check_score_direction,
@@ -388,7 +388,7 @@ CHECKS: tuple[Callable[[type, ConformanceData], None], ...] = (
 
 
 def _bind(check: Callable[[type, ConformanceData], None], data: ConformanceData) -> Callable[[type], None]:
-    def run(cls: type) -> None:
+    def run(cls: type[Detector]) -> None:
         check(cls, data)
 
     run.__name__ = check.__name__
@@ -405,13 +405,13 @@ def _shared_data() -> ConformanceData:
     return _SHARED[0]
 
 
-def detector_checks(data: ConformanceData | None = None) -> list[Callable[[type], None]]:
+def detector_checks(data: ConformanceData | None = None) -> list[Callable[[type[Detector]], None]]:
     """Every check, each a function ``check(detector_class)`` that raises AssertionError when it fails."""
     data = data if data is not None else _shared_data()
     return [_bind(check, data) for check in CHECKS]
 
 
-def check_detector(cls: type, *, data: ConformanceData | None = None) -> None:
+def check_detector(cls: type[Detector], *, data: ConformanceData | None = None) -> None:
     """Run the whole conformance suite on a detector class; raise AssertionError naming the first failed check.
 
     Parameters
@@ -435,7 +435,7 @@ def check_detector(cls: type, *, data: ConformanceData | None = None) -> None:
             raise AssertionError(f"{cls.__name__} fails {check.__name__}: {exc}") from exc
 
 
-def parametrize_with_checks(classes: Sequence[type]) -> Any:
+def parametrize_with_checks(classes: Sequence[type[Detector]]) -> Any:
     """A ``pytest.mark.parametrize`` over every (detector class, check) pair, with readable test ids.
 
     Examples

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..base import DataShape
+from ..base import DataShape, Detector
 from ..exceptions import InputError
 from ..registry import DetectorInfo, list_detectors
 
@@ -42,9 +42,9 @@ class Registry:
 
     def __init__(self) -> None:
         self.infos: dict[str, DetectorInfo] = {i.name: i for i in list_detectors()}
-        self.classes: dict[str, type] = {name: info.detector_class for name, info in self.infos.items()}
+        self.classes: dict[str, type[Detector]] = {name: info.detector_class for name, info in self.infos.items()}
 
-    def make(self, name: str, params: dict[str, Any] | None = None) -> Any:
+    def make(self, name: str, params: dict[str, Any] | None = None) -> Detector:
         """A new detector ``name`` with ``params`` (like :func:`unseen.get_detector`)."""
         try:
             return self.classes[name](**(params or {}))
@@ -101,7 +101,7 @@ def plan_detectors(
     params = {k.lower().replace("-", "_"): dict(v) for k, v in (params or {}).items()}
     registry = registry or Registry()
     explicit = detectors is not None
-    names = [registry.key(n) for n in detectors] if explicit else sorted(registry.infos)
+    names = [registry.key(n) for n in detectors] if detectors is not None else sorted(registry.infos)
     planned, skipped = [], {}
     for name in names:
         cls = registry.classes[name]

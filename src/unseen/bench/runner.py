@@ -84,7 +84,7 @@ def _source(benchmark: Any, representation: str | None, progress: bool) -> tuple
             ) from None
 
         def get(seed: int) -> OpenSetData:
-            kwargs = {"seed": seed, "progress": progress}
+            kwargs: dict[str, Any] = {"seed": seed, "progress": progress}
             if representation is not None:
                 kwargs["representation"] = representation
             return load(name, **kwargs)
@@ -160,7 +160,8 @@ def _fit_score(
 
 
 def _seed_rows(bench: str, rep: str, seed: int, det: str, s_id, s_ood, kinds, correct) -> list[dict]:
-    rows, per_kind = [], {}
+    rows: list[dict] = []
+    per_kind: dict[tuple[str, str], list[float]] = {}
     for ood_set, s in s_ood.items():
         kind = kinds[ood_set]
         values = {
@@ -175,23 +176,24 @@ def _seed_rows(bench: str, rep: str, seed: int, det: str, s_id, s_ood, kinds, co
             rows.append(dict(benchmark=bench, representation=rep, seed=seed, detector=det, ood_set=ood_set,
                              ood_kind=kind, metric=metric, value=float(value)))
             per_kind.setdefault((kind, metric), []).append(float(value))
-    for (kind, metric), values in per_kind.items():
+    for (kind, metric), kind_values in per_kind.items():
         rows.append(dict(benchmark=bench, representation=rep, seed=seed, detector=det, ood_set=KIND_ROWS[kind],
-                         ood_kind=kind, metric=metric, value=float(np.mean(values))))
+                         ood_kind=kind, metric=metric, value=float(np.mean(kind_values))))
     return rows
 
 
 def _seed_replicates(s_id, s_ood, kinds, correct, w_id, w_ood) -> dict[tuple[str, str], np.ndarray]:
     """Row-bootstrap replicates of every (set, metric), and of the per-kind means (same draws)."""
-    out, per_kind = {}, {}
+    out: dict[tuple[str, str], np.ndarray] = {}
+    per_kind: dict[tuple[str, str], list[np.ndarray]] = {}
     for ood_set, s in s_ood.items():
         kind = kinds[ood_set]
         m = replicate_metrics(s_id, s, w_id, w_ood[ood_set], correct if kind != "covariate" else None)
         for metric, reps in m.items():
             out[(ood_set, metric)] = reps
             per_kind.setdefault((KIND_ROWS[kind], metric), []).append(reps)
-    for key, reps in per_kind.items():
-        out[key] = np.mean(reps, axis=0)
+    for key, kind_reps in per_kind.items():
+        out[key] = np.mean(kind_reps, axis=0)
     return out
 
 
@@ -425,7 +427,7 @@ class _Run:
             bar.set_postfix_str(f"seed {seed}: {det_name}")
             t0 = time.perf_counter()
             try:
-                if det_name == AUTO:
+                if sel is not None and det_name == AUTO:
                     det, s_id, s_ood = _fit_score(sel.label, {}, None, data, self.registry, detector=sel.detector)
                 else:
                     det, s_id, s_ood = _fit_score(det_name, chosen[det_name], plan, data, self.registry)
@@ -435,7 +437,7 @@ class _Run:
                 self.errors[det_name] = f"seed {seed}: {type(exc).__name__}: {exc}"
                 bar.update()
                 continue
-            elapsed = time.perf_counter() - t0 + (sel.seconds if det_name == AUTO else 0.0)
+            elapsed = time.perf_counter() - t0 + (sel.seconds if sel is not None and det_name == AUTO else 0.0)
             self.timings[det_name] = self.timings.get(det_name, 0.0) + elapsed
             self.rows.extend(_seed_rows(self.name, data.representation, seed, det_name, s_id, s_ood, data.ood_kind, correct))
             if i == 0:
@@ -472,13 +474,13 @@ class _Run:
         if self.first_data is None:
             return
         if self.selections:
-            label = self.selections[0][1].label
+            label: str | None = self.selections[0][1].label
             target = AUTO if AUTO in self.first else None
         else:
             board = [r for r in result.leaderboard() if r["detector"] in self.first]
             label = target = board[0]["detector"] if board else None
             self.config["conformal_detector"] = "best mean near/far AUROC on test (no selection was run)"
-        if target is not None:
+        if target is not None and label is not None:
             det, _ = self.first[target]
             result.conformal = _conformal(det, self.first_data, type(det).fits_on_validation, label, seed, self.registry)
 
@@ -516,13 +518,13 @@ def _selection_summary(result: BenchResult, selections: list[tuple[int, Selectio
         "per_seed": [],
     }
     if others:
-        best = max(others, key=others.get)
+        best = max(others, key=others.__getitem__)
         out["hindsight_best"], out["best_auroc"] = best, others[best]
         out["median_auroc"] = float(np.median(list(others.values())))
         if AUTO in overall:
             out["rank"] = 1 + sum(v > overall[AUTO] for v in others.values())
             out["regret"] = others[best] - overall[AUTO]
-    per_seed_test: dict[int, float] = {}
+    per_seed_test: dict[int, list[float]] = {}
     for r in result.rows:
         if r["detector"] == AUTO and r["metric"] == "auroc" and r["ood_set"] in ("near (mean)", "far (mean)"):
             per_seed_test.setdefault(r["seed"], []).append(r["value"])
