@@ -1,4 +1,4 @@
-"""The conformance suite: every registered detector keeps the contract (DESIGN.md, "Tests that can fail")."""
+"""The conformance suite: every registered detector keeps the contract (docs/contract.md#conformance)."""
 
 from __future__ import annotations
 
