@@ -1,4 +1,4 @@
-"""ODIN and MahalanobisPreprocessed against independent re-implementations of their formulas (METHODS.md)."""
+"""ODIN and MahalanobisPreprocessed against independent re-implementations of their formulas (docs/methods.md#odin, docs/methods.md#mahalanobis-preprocessed)."""
 
 from __future__ import annotations
 

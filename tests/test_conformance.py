@@ -1,4 +1,5 @@
-"""The conformance suite (:mod:`unseen.testing`) over every registered detector, and proof that it can fail."""
+"""The conformance suite (:mod:`unseen.testing`) over every registered detector, and proof that it
+can fail (docs/contract.md#conformance)."""
 
 from __future__ import annotations
 

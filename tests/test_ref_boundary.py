@@ -1,4 +1,4 @@
-"""SHE and fDBD against their METHODS.md formulas (written out with loops here) and pytorch-ood 0.4.0."""
+"""SHE and fDBD against their formulas (docs/methods.md#she, docs/methods.md#fdbd; written out with loops here) and pytorch-ood 0.4.0."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Evidential vacuity and dissonance against hand-computed values and a loop implementation of METHODS.md §5.
+"""Evidential vacuity and dissonance against hand-computed values and a loop implementation of docs/methods.md#evidential.
 
 No peer library (OpenOOD, pytorch-ood 0.4.0) ships an evidential detector; the formulas are the papers'."""
 

@@ -107,7 +107,7 @@ def test_npy_with_objects_is_refused(tmp_path):
 
 
 def test_agrees_with_pytorch_ood(data):
-    """pytorch-ood uses the raw scatter (+1e-6·I) and halves the distance: ours = -2N × theirs (METHODS.md §10)."""
+    """pytorch-ood uses the raw scatter (+1e-6·I) and halves the distance: ours = -2N × theirs (docs/methods.md#mahalanobis)."""
     det_mod = pytorch_ood_detector()
     import torch
 

@@ -1,4 +1,4 @@
-"""Logit detectors against their METHODS.md formulas (written out plainly here) and pytorch-ood 0.4.0."""
+"""Logit detectors against their formulas (docs/methods.md#logit-detectors; written out plainly here) and pytorch-ood 0.4.0."""
 
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ def test_agrees_with_pytorch_ood(logits):
 
 
 def test_gen_matches_pytorch_ood_ranking_only(logits):
-    """pytorch-ood's GEN clamps probabilities to [1e-7, 1-1e-7] and uses all classes (METHODS.md §10)."""
+    """pytorch-ood's GEN clamps probabilities to [1e-7, 1-1e-7] and uses all classes (docs/methods.md#gen)."""
     det_mod = pytorch_ood_detector()
     import torch
 

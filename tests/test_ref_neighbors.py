@@ -1,4 +1,4 @@
-"""KNN and NNGuide against their METHODS.md formulas (written out by brute force here) and pytorch-ood 0.4.0."""
+"""KNN and NNGuide against their formulas (docs/methods.md#knn, docs/methods.md#nnguide; written out by brute force here) and pytorch-ood 0.4.0."""
 
 from __future__ import annotations
 

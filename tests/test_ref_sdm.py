@@ -1,4 +1,4 @@
-"""SDM activation against its METHODS.md formulas, written out as plain loops here, plus the q-walk edge cases
+"""SDM activation against its formulas (docs/methods.md#sdm), written out as plain loops here, plus the q-walk edge cases
 and selective classification. (No peer library implements SDM; the reference is ReexpressAI/sdm's research code.)"""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def small():
 
 
 def reference_sdm(X, y, head, Q, calibration_fraction=0.2, seed=0, max_q=1000):
-    """Straightforward loops over METHODS.md §5: split, q walk, per-class ECDF of d0, min over classes, activation."""
+    """Straightforward loops over docs/methods.md#sdm: split, q walk, per-class ECDF of d0, min over classes, activation."""
     W, b = head
     n = X.shape[0]
     n_cal = min(max(int(round(calibration_fraction * n)), 1), n - 1)

@@ -14,7 +14,7 @@ from unseen.exceptions import InputError
 
 
 def _vim_reference(X_fit, W, b, dim, X):
-    """ViM written out as in METHODS.md / OpenOOD, brute force in float64."""
+    """ViM written out as in docs/methods.md#vim / OpenOOD, brute force in float64."""
     u = -np.linalg.pinv(W) @ b
     Xc = X_fit - u
     cov = Xc.T @ Xc / X_fit.shape[0]

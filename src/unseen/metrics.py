@@ -4,7 +4,7 @@ Every function takes the scores of in-distribution (ID) samples and of out-of-di
 samples as two 1-D arrays, in the library's direction: **higher = more in-distribution** (the output of
 ``score_samples``). Internally OOD is the *positive* class of the detection problem and the sign is
 flipped in exactly one place (``_outlier_problem``). The conventions follow OpenOOD v1.5
-(``openood/evaluators/metrics.py``) unless the table says otherwise; METHODS.md §6 has the details.
+(``openood/evaluators/metrics.py``) unless the table says otherwise; docs/metrics.md has the details.
 
 ======================================  ==================  =====================================================
 Function (key in :func:`evaluate`)      Better              Convention

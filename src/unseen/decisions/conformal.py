@@ -1,7 +1,7 @@
 """Conformal OOD decisions: p-values with a finite-sample guarantee, flags at a level, and BH selection.
 
 Follows Bates, Candès, Lei, Romano & Sesia, "Testing for outliers with conformal p-values" (Ann. Statist.
-2023; reference code ``cccpv/methods.py``) and METHODS.md §6. A detector already fitted on one ID set
+2023; reference code ``cccpv/methods.py``) and docs/decisions.md#conformal. A detector already fitted on one ID set
 scores a second, **disjoint** ID calibration set of size ``n``; a new input with score ``s`` (higher = more
 in-distribution, as everywhere in unseen) gets the p-value
 
@@ -296,7 +296,7 @@ class ConformalFlagger:
 
     Wraps a detector that is **already fitted** on ID training data; :meth:`calibrate` scores a disjoint
     held-out ID calibration set and keeps the sorted scores. Then, for new inputs, :meth:`p_values` gives
-    conformal p-values (Bates et al., Ann. Statist. 2023; METHODS.md §6), :meth:`flag` marks as unfamiliar
+    conformal p-values (Bates et al., Ann. Statist. 2023; docs/decisions.md#conformal), :meth:`flag` marks as unfamiliar
     the inputs with ``p <= alpha`` and :meth:`select_bh` selects OOD inputs of a batch with the
     Benjamini–Hochberg procedure (false discovery rate <= q).
 

@@ -115,7 +115,7 @@ class OpenSetClassifier:
     -----
     :meth:`predict_proba` exists only where the method itself defines an "unknown" probability: OpenMax
     (Bendale & Boult 2016, ``softmax([v̂_0, v̂_1..v̂_C])``). SDM does not (its probabilities cover the
-    known classes; ``detector_.predict_proba_sdm``), so it raises there too. Metrics are those of METHODS.md §6
+    known classes; ``detector_.predict_proba_sdm``), so it raises there too. Metrics are those of docs/metrics.md
     (:mod:`unseen.metrics`) plus :func:`unseen.metrics.macro_f1_open`.
 
     Not persistable with :func:`unseen.save` (which stores detectors only): save ``detector_`` with

@@ -25,7 +25,7 @@ class COSTARR(Detector):
     .. warning::
        **Experimental.** COSTARR (Rabinowitz, Cruz, Scheirer, Boult, "COSTARR: Consolidated Open Set Technique
        with Attenuation for Robust Recognition", ICCV 2025, arXiv 2508.01087) has no public code, and only its
-       abstract could be read (METHODS.md §5, **[UNVERIFIED: exact equation]**). What follows is METHODS.md's
+       abstract could be read (docs/methods.md#costarr, **[UNVERIFIED: exact equation]**). What follows is our
        *working hypothesis*, not the paper's equation; fitting emits a ``UserWarning`` saying so, and the
        class attribute ``experimental`` is ``True``. Do not report its numbers as COSTARR's.
 

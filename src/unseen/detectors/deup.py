@@ -23,7 +23,7 @@ class DEUP(Detector):
 
     Direct Epistemic Uncertainty Prediction (Lahlou, Jain, Nekoei, Butoi, Bertin, Rector-Brooks, Korablyov,
     Bengio; TMLR 2023) trains an error predictor ``e(x)`` on **out-of-sample** losses of the main model and
-    reads the epistemic uncertainty as ``EU(x) = max(0, e(x) - a(x))`` (METHODS.md §5, DEUP). This post-hoc
+    reads the epistemic uncertainty as ``EU(x) = max(0, e(x) - a(x))`` (docs/methods.md#deup). This post-hoc
     version works on penultimate features and labels; the head is not used (pass none):
 
     1. *Main model, refitted out of fold.* The features are standardised (``z~ = (z - mean) / std``, fit-data

@@ -78,9 +78,9 @@ class Ensemble(Detector):
     combined into ``s = mean_m p_m`` (``combine="mean"``), ``min_m p_m`` (``"min"``) or the geometric mean
     ``(prod_m p_m)^(1/M)`` (``"product"``); higher = more in-distribution. Mapping to the CDF puts members
     with unrelated scales on one scale (the fraction of fit samples no more familiar than ``x``), as the
-    SAGE-style "ECDF ensemble" of METHODS.md §5 does. With one member the score is that member's conformal
+    SAGE-style "ECDF ensemble" of docs/methods.md#sage does. With one member the score is that member's conformal
     p-value computed on the fit data; for p-values with a finite-sample guarantee, compute them on a separate
-    ID calibration split instead (METHODS.md §6, conformal p-values).
+    ID calibration split instead (docs/decisions.md#conformal).
 
     Parameters
     ----------

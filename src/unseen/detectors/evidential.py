@@ -67,7 +67,7 @@ class Evidential(_LogitDetector):
       subjective logic).
 
     Score: ``s = -u``, higher = more in-distribution. :meth:`uncertainty` returns both parts. The formulas follow the
-    papers (METHODS.md §5, marked [paper]: no reference library implements them as a detector); the ``exp``
+    papers (docs/methods.md#evidential: no reference library implements them as a detector); the ``exp``
     evidence clips logits to ``[-10, 10]`` as the common PyTorch EDL code does. They are meant for
     EDL-trained models; on a cross-entropy model vacuity is just a transform of the logits (a ReLU'd sum).
 

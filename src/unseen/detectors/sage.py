@@ -20,12 +20,12 @@ __all__ = ["SAGE"]
 class SAGE(Detector):
     """SAGE-style ECDF ensemble of k-NN distance, PCA reconstruction error and softmax confidence.
 
-    After SAGE ("Generalization is not a universal guarantee…", 2025; METHODS.md §5 SAGE, **[paper abstract
+    After SAGE ("Generalization is not a universal guarantee…", 2025; docs/methods.md#sage, **[paper abstract
     only]**), which trains a supervised autoencoder and turns three per-sample statistics — a k-NN distance
     in its latent space, the reconstruction error and the task performance — into empirical probabilities
     with ECDFs fitted on reference data, then combines them. Only the abstract was available: **the exact
     statistics and combination rule of the paper were not verified**. This is the generic post-hoc "ECDF
-    ensemble" METHODS.md describes, on a trained classifier's penultimate features ``z`` and head ``(W, b)``
+    ensemble" of docs/methods.md#sage, on a trained classifier's penultimate features ``z`` and head ``(W, b)``
     (no autoencoder is trained; the PCA stands in for it):
 
     * ``s_knn(x) = -||z^ - z^_(k)||^2``: :class:`~unseen.KNN`'s score (normalised features, k-th neighbour),

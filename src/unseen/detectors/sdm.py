@@ -5,7 +5,7 @@ The SDM (Similarity-Distance-Magnitude) activation replaces the softmax by
 correctly predicted training neighbours that share the prediction, and the exponent shrinks with ``delta``, the
 distance quantile of the nearest training neighbour. This module is the post-hoc part (the support index, q, delta,
 the activation and a selective classifier); the learned exemplar network, the rescaler and the index-conditional
-bound of the reference are out of scope (METHODS.md §5).
+bound of the reference are out of scope (docs/methods.md#sdm).
 
 Nearest-neighbour search uses faiss brute force (squared L2, as the reference's ``IndexFlatL2``) with the exact
 re-ranking of :mod:`unseen.detectors.neighbors`, so results do not depend on how rows are batched.

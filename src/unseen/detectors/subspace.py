@@ -120,7 +120,7 @@ class ViM(_ResidualSpace):
     space); ``alpha = mean_i max_c f_ic / mean_i ||(z_i - u) R||`` over the fit rows.
     Score: ``s = logsumexp(f) - alpha * ||(z - u) R||``, higher = more in-distribution.
 
-    Agrees with OpenOOD ``VIMPostprocessor`` (which uses the general ``eig``; here ``eigh``, see METHODS.md) and
+    Agrees with OpenOOD ``VIMPostprocessor`` (which uses the general ``eig``; here ``eigh``, see docs/methods.md#vim) and
     with ``-pytorch_ood.detector.ViM`` (float32 there). Fits from blocks in bounded memory and reads the data
     twice (the second pass sets ``alpha``), so a one-shot generator is refused: pass an array, a ``.npy`` path,
     a list of arrays or a callable returning a fresh iterator.
