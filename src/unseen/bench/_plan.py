@@ -6,19 +6,7 @@ reference assumes a wide backbone (ViM's principal dimension, neighbour counts c
 tail size capped by the smallest class, the ensemble's members), ``tuning_grid(shape)`` gives the small grid
 searched on validation data only (:func:`unseen.bench.select`, never on test OOD sets), ``takes_head()`` and
 ``fits_on_validation`` say how it consumes the data. A detector from another package takes part by declaring
-the same. Today's grids:
-
-=============  ==============================  ==============================================
-detector       parameter                       grid
-=============  ==============================  ==============================================
-knn            ``k``                           1, 5, 10, 50 (those below the number of rows)
-react          ``percentile``                  85, 90, 95, 99
-ash_p/b/s      ``percentile``                  65, 80, 90
-scale          ``percentile``                  65, 80, 90
-dice           ``percentile``                  50, 70, 90
-vim, residual  ``dim``                         D/4, the ViM rule, 3D/4
-neco           ``dim``                         None (90 % variance), D/4, D/2
-=============  ==============================  ==============================================
+the same. docs/methods.md lists each detector's defaults and grid.
 """
 
 from __future__ import annotations

@@ -214,8 +214,8 @@ class Mahalanobis(_ClassGaussian):
     Fit: class means ``mu_c`` and the shared covariance ``Sigma = (1/N) sum_c sum_{i in c} (z_i - mu_c)(z_i - mu_c)^T``
     (true labels), precision ``P = pinvh(Sigma)``.
     Score: ``s = -min_c (z - mu_c)^T P (z - mu_c)``, higher = more ID (no 1/2, no square root).
-    Agrees with OpenOOD ``MDSPostprocessor`` in float64; pytorch-ood ``Mahalanobis`` divides the scatter
-    by N-1 and adds 1e-6·I, and halves the distance (same ranking, different numbers).
+    Agrees with OpenOOD ``MDSPostprocessor`` in float64; pytorch-ood ``Mahalanobis`` uses the raw scatter
+    (not divided by N) plus 1e-6·I and halves the distance: ``score == -2 N * pytorch_ood_score`` (same ranking).
 
     Fits from blocks: pass a ``.npy`` path, a memory map or a list of arrays to stay in bounded memory.
 
