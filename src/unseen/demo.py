@@ -29,7 +29,6 @@ import numpy as np
 
 from . import metrics
 from .datasets.digits import KNOWN
-from .registry import builtin_detectors
 
 
 def run(seed: int = 0, verbose: bool = True) -> list[dict]:
@@ -45,7 +44,7 @@ def run(seed: int = 0, verbose: bool = True) -> list[dict]:
         print(f"digits open-set: known {KNOWN}, test {n_test}, closed-set accuracy {accuracy:.3f}")
     rows = []
     for name, scores in result.scores.items():
-        label = f"{name} (experimental)" if builtin_detectors()[name].experimental else name
+        label = f"{name} (experimental)" if name in result.config["experimental"] else name
         for ood_name, s_ood in scores.ood.items():
             m = metrics.evaluate(scores.id_test, s_ood, id_correct=result.id_correct)
             rows.append({"detector": label, "ood": ood_name.split(": ", 1)[-1], **m,

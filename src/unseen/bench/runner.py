@@ -376,6 +376,7 @@ class _Run:
         planned, skipped = plan_detectors(shape, names, params, tune=tune, registry=self.registry)
         if i == 0:
             self.errors.update(skipped)
+            self.config["experimental"] = [p.name for p in planned if p.experimental]
         self.skipped = skipped
         return planned
 
