@@ -66,15 +66,23 @@ def read_array(path: str | Path, key: str | None = None, *, mmap: bool = False) 
             if key not in keys:
                 raise InputError(f"{path} has no array {key!r}; it holds {keys}.")
             return npz[key]
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        if isinstance(exc, InputError):
-            raise
-        if isinstance(exc, ValueError) and "pickle" in str(exc).lower():
-            raise InputError(
-                f"{path} is not a NumPy {path.suffix} file: it is damaged, or holds Python objects (pickles), which "
-                "unseen never loads."
-            ) from None
-        raise InputError(f"Could not read {path}: {exc}") from None
+    except _READ_ERRORS as exc:
+        raise _read_error(path, exc) from None
+
+
+#: What ``np.load`` raises on a damaged, truncated or foreign file.
+_READ_ERRORS = (ValueError, OSError, zipfile.BadZipFile, EOFError)
+
+
+def _read_error(path: Path, exc: Exception) -> InputError:
+    if isinstance(exc, InputError):
+        return exc
+    if isinstance(exc, ValueError) and "pickle" in str(exc).lower():
+        return InputError(
+            f"{path} is not a NumPy {path.suffix} file: it is damaged, or holds Python objects (pickles), which "
+            "unseen never loads."
+        )
+    return InputError(f"Could not read {path}: {exc}")
 
 
 def _read_table(path: Path):
@@ -185,10 +193,8 @@ def read_head(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
             if "W" not in npz:
                 raise InputError(f"{path} has no array 'W'; it holds {list(npz.keys())}. Save it with np.savez(path, W=W, b=b).")
             return npz["W"], (npz["b"] if "b" in npz else None)
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        if isinstance(exc, InputError):
-            raise
-        raise InputError(f"Could not read the head {path}: {exc}") from None
+    except _READ_ERRORS as exc:
+        raise _read_error(path, exc) from None
 
 
 def write_scores(path: str | Path, columns: dict[str, Any]) -> Path:

@@ -115,4 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UnseenError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except SystemExit as exc:  # typer's --show-completion and --install-completion exit on their own
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    if result == 130:  # typer turns Ctrl-C into exit code 130
+        print("interrupted", file=sys.stderr)
     return result if isinstance(result, int) else 0

@@ -207,12 +207,15 @@ def read_features_and_labels(
 def load_detector(path: Path) -> Any:
     """A detector saved by ``unseen fit`` (an InputError that says what else the file holds)."""
     from ..base import Detector
+    from ..decisions.openset import OpenSetClassifier
     from ..persistence import load
 
     model = load(path)
+    if isinstance(model, OpenSetClassifier):
+        raise InputError(f"{path} is an open-set classifier, not a detector saved by unseen fit; use it with unseen "
+                         "openset predict, or refit with unseen openset fit.")
     if not isinstance(model, Detector):
-        hint = " Use unseen openset predict with it." if type(model).__name__ == "OpenSetClassifier" else ""
-        raise InputError(f"{path} holds a {type(model).__name__}, not a detector saved by unseen fit.{hint}")
+        raise InputError(f"{path} holds a {type(model).__name__}, not a detector saved by unseen fit.")
     return model
 
 
