@@ -76,7 +76,7 @@ app.add_typer(enroll.app)
 
 def _version(value: bool) -> None:
     if value:
-        from .._version import __version__
+        from .. import __version__
 
         print(f"unseen {__version__}")
         raise typer.Exit()

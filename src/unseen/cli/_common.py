@@ -52,7 +52,7 @@ class DataFile:
     def same_table(self, other: DataFile | None) -> bool:
         """Whether ``other`` names a column of the same Parquet file."""
         return (other is not None and self.path.suffix == ".parquet"
-                and other.path.expanduser().resolve() == self.path.expanduser().resolve())
+                and other.path.resolve() == self.path.resolve())
 
 
 def parse_data_file(text: str) -> DataFile:

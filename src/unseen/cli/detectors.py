@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Annotated, Literal
 
@@ -38,7 +39,7 @@ def detectors(
         families = sorted({info.family for info in list_detectors()})
         raise InputError(f"No detector of family {family!r}. Families: {', '.join(families)}.")
     if as_json:
-        say(json.dumps([{**info.__dict__, "inputs": info.inputs} for info in infos], indent=2))
+        say(json.dumps([{**dataclasses.asdict(info), "inputs": info.inputs} for info in infos], indent=2))
         return
     print_table(
         ("name", "family", "fit needs", "streams", "summary"),

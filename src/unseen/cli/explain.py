@@ -86,7 +86,7 @@ def explain(
     reference = read_features(train) if train is not None else None
     reference_labels = read_labels(labels) if labels is not None else None
     explanations = explain_rows(det, X[chosen], reference=reference, reference_labels=reference_labels, k=k)
-    for row, e in zip(chosen, explanations):
+    for row, e in zip(chosen, explanations, strict=True):
         e.row = int(row)
     say("\n".join(str(e) for e in explanations))
     if output is not None:
