@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,7 +63,7 @@ def test_fit_with_head_params_and_parquet(files, data):
     import pyarrow.parquet as pq
 
     out = files / "knn.unseen"
-    assert main(["fit", "knn", "--features", str(files / "multi.npz"), "--key", "feats", "--param", "k=5", "--tpr", "0.9", "-o", str(out)]) == 0
+    assert main(["fit", "knn", "--features", f"{files / 'multi.npz'}:feats", "--param", "k=5", "--tpr", "0.9", "-o", str(out)]) == 0
     det = unseen.load(out)
     assert det.k == 5 and det.tpr == 0.9
     pq.write_table(pa.table({f"f{i}": data.X_test[:, i] for i in range(data.X.shape[1])}), files / "test.parquet")
@@ -79,7 +80,7 @@ def test_fit_with_head_params_and_parquet(files, data):
         (["fit", "mahalanobis", "--features", "train.npy", "-o", "x.unseen"], "needs class labels"),
         (["fit", "vim", "--features", "train.npy", "-o", "x.unseen"], "needs the classifier head"),
         (["fit", "knn", "--features", "missing.npy", "-o", "x.unseen"], "does not exist"),
-        (["fit", "knn", "--features", "multi.npz", "-o", "x.unseen"], "choose one with --key"),
+        (["fit", "knn", "--features", "multi.npz", "-o", "x.unseen"], "holds several arrays ['feats', 'other']; name one: multi.npz:feats"),
         (["fit", "knn", "--features", "train.npy", "--param", "k=100000", "-o", "x.unseen"], "k"),
         (["score", "missing.unseen", "--features", "test.npy", "-o", "s.csv"], "does not exist"),
         (["score", "train.npy", "--features", "test.npy", "-o", "s.csv"], "foreign"),
@@ -93,12 +94,148 @@ def test_errors_are_clear_and_nonzero(files, capsys, monkeypatch, argv, message)
 
 
 def test_usage_errors_exit_2(capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["fit", "knn"])
-    assert exc.value.code == 2
+    assert main(["fit", "knn"]) == 2
+    assert "Missing option '--features'" in capsys.readouterr().err
     assert main([]) == 2
 
 
 def test_console_script_help_shows_examples():
     proc = subprocess.run([sys.executable, "-m", "unseen.cli", "fit", "--help"], capture_output=True, text=True, check=True)
     assert "examples:" in proc.stdout and "unseen fit knn" in proc.stdout
+
+
+# ------------------------------------------------------------------------------------------------ PATH[:KEY]
+
+
+def test_path_key_argument(tmp_path, monkeypatch):
+    import typer
+
+    from unseen.cli._common import DataFile, parse_data_file
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a:b.npz").write_bytes(b"")
+    assert parse_data_file("a:b.npz") == DataFile(Path("a:b.npz"))  # an existing path is taken whole
+    assert parse_data_file("a:b.npz:X") == DataFile(Path("a:b.npz"), "X")  # else split at the last colon
+    assert parse_data_file("feats.parquet:label") == DataFile(Path("feats.parquet"), "label")
+    assert parse_data_file("run:1/train.npy") == DataFile(Path("run:1/train.npy"))  # the colon is the folder's
+    assert parse_data_file("train.npy").key is None
+    for bad in (":X", "x.npz:"):
+        with pytest.raises(typer.BadParameter, match="expected PATH or PATH:KEY"):
+            parse_data_file(bad)
+
+
+def test_keys_name_npz_arrays_and_parquet_columns(files, data, capsys):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    Q = np.vstack([data.X_test, data.X_ood])
+    want = unseen.Mahalanobis().fit(data.X, data.y).score_samples(Q)
+    assert main(["fit", "mahalanobis", "--features", f"{files / 'multi.npz'}:feats",
+                 "--labels", f"{files / 'multi.npz'}:other", "-o", str(files / "a.unseen")]) == 0
+    np.testing.assert_allclose(unseen.load(files / "a.unseen").score_samples(Q), want, rtol=1e-12)
+    # a label column of the features' own Parquet file is not a feature
+    table = {f"f{i}": data.X[:, i] for i in range(data.X.shape[1])}
+    pq.write_table(pa.table({**table, "label": data.y}), files / "train.parquet")
+    assert main(["fit", "mahalanobis", "--features", str(files / "train.parquet"),
+                 "--labels", f"{files / 'train.parquet'}:label", "-o", str(files / "b.unseen")]) == 0
+    np.testing.assert_allclose(unseen.load(files / "b.unseen").score_samples(Q), want, rtol=1e-12)
+    # an embedding column of a wider table, and a colon in a file name
+    pq.write_table(pa.table({"emb": [list(r) for r in data.X], "id": [str(i) for i in range(len(data.X))]}),
+                   files / "emb.parquet")
+    assert main(["fit", "knn", "--features", f"{files / 'emb.parquet'}:emb", "-o", str(files / "c.unseen")]) == 0
+    np.save(files / "run:1.npy", data.X)
+    assert main(["fit", "knn", "--features", str(files / "run:1.npy"), "-o", str(files / "d.unseen")]) == 0
+    np.testing.assert_array_equal(unseen.load(files / "c.unseen").score_samples(Q),
+                                  unseen.load(files / "d.unseen").score_samples(Q))
+    capsys.readouterr()
+    assert main(["fit", "knn", "--features", str(files / "emb.parquet"), "-o", str(files / "e.unseen")]) == 1
+    assert "name the features column: " in capsys.readouterr().err
+
+
+@pytest.fixture
+def broken(files):
+    unseen.KNN(k=5).fit(np.load(files / "train.npy")).save(files / "knn.unseen")
+    (files / "bad.parquet").write_bytes(b"not a parquet file")
+    (files / "bad.npz").write_bytes(b"not an npz file")
+    (files / "blocker").write_text("a file where a folder is needed")
+    return files
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["fit", "knn", "--features", "train.npy", "--tpr", "nan", "-o", "x.unseen"], "KNN: tpr must be a number, got nan"),
+        (["score", "knn.unseen", "--features", "test.npy", "-o", "blocker/s.csv"], "Could not write blocker/s.csv"),
+        (["explain", "knn.unseen", "--features", "test.npy", "-o", "blocker/e.json"], "Could not write blocker/e.json"),
+        (["fit", "knn", "--features", "train.npy", "-o", "blocker/x.unseen"], "Could not save the detector"),
+        (["fit", "knn", "--features", "bad.parquet", "-o", "x.unseen"], "Could not read bad.parquet as a Parquet file"),
+        (["fit", "knn", "--features", "bad.npz", "-o", "x.unseen"], "bad.npz is not a NumPy .npz file"),
+        (["fit", "energy", "--features", "train.npy", "--head", "bad.npz", "-o", "x.unseen"], "bad.npz is not a NumPy"),
+        (["fit", "knn", "--features", "train.npy:X", "-o", "x.unseen"], "train.npy holds one array; drop the array name"),
+        (["fit", "knn", "--features", "multi.npz:nope", "-o", "x.unseen"], "has no array 'nope'; it holds ['feats', 'other']"),
+        (["fit", "knn", "--features", "train.npy", "--param", 'k="5"', "-o", "x.unseen"], "k must be int or integer"),
+        (["score", "knn.unseen", "--features", "test.npy", "-o", "s.txt"], "use a .csv or .parquet output file"),
+        (["detectors", "--family", "nope"], "No detector of family 'nope'. Families: distance,"),
+    ],
+)
+def test_former_tracebacks_are_one_line_errors(broken, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(broken)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["fit", "knn", "--features", ":X", "-o", "x.unseen"], "expected PATH or PATH:KEY, got ':X'"),
+        (["fit", "knn", "--features", "train.npy", "--param", "k", "-o", "x.unseen"], "expected NAME=VALUE"),
+        (["fit", "knn", "--features", "train.npy", "--tpr", "abc", "-o", "x.unseen"], "'--tpr'"),
+        (["detectors", "--input", "pixels"], "'--input'"),
+        (["nope"], "No such command 'nope'"),
+    ],
+)
+def test_bad_options_exit_2_with_the_usage_line(files, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(files)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Usage: unseen") and message in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------------------ help, completion
+
+
+def test_version_and_shell_completion(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"unseen {unseen.__version__}\n"
+    assert main(["--show-completion", "bash"]) == 0
+    assert "_UNSEEN_COMPLETE=complete_bash" in capsys.readouterr().out
+
+
+def test_shell_completion_completes_commands_and_options():
+    import os
+
+    def complete(words, cword):
+        env = {**os.environ, "_UNSEEN_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword)}
+        proc = subprocess.run([sys.executable, "-m", "unseen.cli"], env=env, capture_output=True, text=True, check=True)
+        return proc.stdout.split()
+
+    assert complete("unseen ope", 1) == ["openset"]
+    assert complete("unseen openset p", 2) == ["predict"]
+    assert set(complete("unseen flag m.unseen --calib", 3)) == {"--calibration", "--calibration-labels"}
+
+
+def test_help_examples_fit_an_80_column_terminal():
+    """Examples are shown as written when no line is wider than the help panel (78 columns at 80)."""
+    import typer.main
+
+    from unseen.cli import app
+
+    def walk(cmd, path):
+        yield path, cmd
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from walk(sub, f"{path} {name}")
+
+    for path, cmd in walk(typer.main.get_command(app), "unseen"):
+        assert cmd.epilog and "examples:" in cmd.epilog, path
+        assert max(len(line) for line in cmd.epilog.splitlines()) <= 78, path

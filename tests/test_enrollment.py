@@ -266,3 +266,28 @@ def test_she_enrollment_errors(data):
     with pytest.raises(InputError, match="enroll that class"):
         det.enroll(data.X[~old], 2, head=(W, b))
     assert det.W_.shape == (4, 32)  # refused calls change nothing
+
+
+# ------------------------------------------------------------------------------------------------ known classes
+
+
+def test_known_classes_follow_enroll_and_forget(data, split):
+    X_fit, y_fit, X_new, _ = split
+    for det in (unseen.Mahalanobis().fit(X_fit, y_fit), unseen.RelativeMahalanobis().fit(X_fit, y_fit),
+                unseen.KNN(k=5).fit(X_fit, y_fit)):
+        np.testing.assert_array_equal(det.known_classes(), [0, 1, 2, 4])
+        det.enroll(X_new, 3)
+        np.testing.assert_array_equal(det.known_classes(), [0, 1, 2, 3, 4])
+        det.forget(0)
+        np.testing.assert_array_equal(det.known_classes(), [1, 2, 3, 4])
+    old = data.y != 4
+    she = unseen.SHE().fit(data.X[old], data.y[old], head=(data.W[:4], data.b[:4]))
+    np.testing.assert_array_equal(she.known_classes(), [0, 1, 2, 3])
+    she.enroll(data.X[~old], 4, head=data.head)
+    np.testing.assert_array_equal(she.known_classes(), [0, 1, 2, 3, 4])
+
+
+def test_known_classes_none_without_labels(data):
+    assert unseen.KNN(k=5).fit(data.X).known_classes() is None
+    assert unseen.MSP().fit(data.logits(data.X)).known_classes() is None
+    assert unseen.KNN(k=5).fit(data.X).bank_size() == len(data.X)

@@ -87,6 +87,22 @@ def hand_oscr(s_known, correct, s_unknown):
 # ------------------------------------------------------------------------------------------ predict
 
 
+@pytest.mark.parametrize("thresholds", ["global", "per_class"])
+def test_classify_gives_predict_scores_decision_and_closed_class_in_one_pass(split, thresholds):
+    osc = unseen.OpenSetClassifier(unseen.KNN(k=5), thresholds=thresholds).fit(split.X_fit, split.y_fit, head=split.head)
+    X = np.vstack([split.X_known, split.X_unknown])
+    out = osc.classify(X)
+    np.testing.assert_array_equal(out.labels, osc.predict(X))
+    np.testing.assert_array_equal(out.scores, osc.score_samples(X))
+    np.testing.assert_array_equal(out.decision, osc.decision_function(X))
+    np.testing.assert_array_equal(osc.classes_[out.class_index], osc.predict_closed(X))
+    # by hand: the closed-set class is the argmax of the head's logits; rejected rows score below its threshold
+    np.testing.assert_array_equal(out.class_index, np.argmax(split.logits(X), axis=1))
+    rejected = out.scores < osc.thresholds_[out.class_index]
+    assert rejected.any() and not rejected.all()
+    np.testing.assert_array_equal(out.labels == osc.unknown_label, rejected)
+
+
 def test_predict_returns_known_labels_or_unknown(split):
     osc = unseen.OpenSetClassifier(unseen.MaxLogit()).fit(split.X_fit, split.y_fit, head=split.head)
     pred_known, pred_unknown = osc.predict(split.X_known), osc.predict(split.X_unknown)

@@ -64,6 +64,9 @@ def test_head_validation(data):
         (lambda: unseen.GEN(M=0), "M must be >= 1"),
         (lambda: unseen.GEN(M=2.5), "M must be int"),
         (lambda: unseen.Energy(tpr=1.5), "tpr must be <= 1"),
+        (lambda: unseen.Energy(tpr=float("nan")), "tpr must be a number, got nan"),  # NaN passes < and >
+        (lambda: unseen.MSP(temperature=float("nan")), "temperature must be a number, got nan"),
+        (lambda: unseen.KNN(k="5"), r"k must be int or integer, got '5'"),
     ],
 )
 def test_bad_hyperparameters_are_reported_at_fit(data, make, match):

@@ -158,8 +158,10 @@ def check_param(
             raise InputError(f"{owner}: {name} must be one of {choices}, got {value!r}.")
         return value
     if isinstance(value, bool) or not isinstance(value, kind):
-        expected = getattr(kind, "__name__", str(kind))
+        expected = " or ".join(k.__name__ for k in kind) if isinstance(kind, tuple) else kind.__name__
         raise InputError(f"{owner}: {name} must be {expected}, got {value!r} ({type(value).__name__}).")
+    if isinstance(value, numbers.Real) and value != value:  # NaN passes every comparison below
+        raise InputError(f"{owner}: {name} must be a number, got nan.")
     if low is not None and (value < low or (value == low and not low_inclusive)):
         op = ">=" if low_inclusive else ">"
         raise InputError(f"{owner}: {name} must be {op} {low}, got {value!r}.")

@@ -475,6 +475,19 @@ class Detector:
         keeps the class of every row)."""
         return self.requires_labels
 
+    def known_classes(self) -> np.ndarray | None:
+        """The classes the fitted detector keeps, sorted (they change with ``enroll`` and ``forget``), or None
+        when it keeps none (fitted without labels, or it does not use them).
+
+        Examples
+        --------
+        >>> import numpy as np, unseen
+        >>> rng = np.random.default_rng(0); X, y = rng.normal(size=(60, 4)), np.repeat([0, 1, 2], 20)
+        >>> unseen.Mahalanobis().fit(X, y).known_classes(), unseen.KNN(k=5).fit(X).known_classes()
+        (array([0, 1, 2]), None)
+        """
+        return None
+
     # ------------------------------------------------------------------------------------ open set
 
     def predict_proba_open(self, X: Any) -> np.ndarray:

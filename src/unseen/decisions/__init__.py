@@ -15,11 +15,12 @@ array([ True, False])
 from __future__ import annotations
 
 from .conformal import ConformalFlagger, SmallCalibrationWarning, benjamini_hochberg, conformal_p_values
-from .openset import OpenSetClassifier
+from .openset import OpenSetClassifier, OpenSetPrediction
 
 __all__ = [
     "ConformalFlagger",
     "OpenSetClassifier",
+    "OpenSetPrediction",
     "SmallCalibrationWarning",
     "benjamini_hochberg",
     "conformal_p_values",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from ..base import THRESHOLD_SAMPLE, Detector, threshold_at_tpr
 from ..exceptions import InputError, NotFittedError, PersistenceError
 from ..persistence import savable
 
-__all__ = ["OpenSetClassifier"]
+__all__ = ["OpenSetClassifier", "OpenSetPrediction"]
 
 THRESHOLDS = ("global", "per_class")
 
@@ -37,6 +38,30 @@ EVAL_CCR_FPRS = (0.01, 0.05, 0.1)
 
 #: Rows per call of a detector's fit-row scorer (KNN's leave-one-out scorer keeps at most 5000 rows).
 _FIT_SCORE_BLOCK = 4096
+
+
+@dataclass(frozen=True)
+class OpenSetPrediction:
+    """Everything :meth:`OpenSetClassifier.classify` computes in one pass, one entry per input row.
+
+    Attributes
+    ----------
+    labels : ndarray
+        The known class, or ``unknown_label`` where the input is rejected (:meth:`OpenSetClassifier.predict`).
+    scores : ndarray of float64
+        The detector's score, higher = more in-distribution (:meth:`OpenSetClassifier.score_samples`).
+    decision : ndarray of float64
+        ``scores`` minus the threshold of the predicted class; negative means rejected
+        (:meth:`OpenSetClassifier.decision_function`).
+    class_index : ndarray of int
+        Index into ``classes_`` of the most likely known class, rejected or not
+        (``classes_[class_index]`` is :meth:`OpenSetClassifier.predict_closed`).
+    """
+
+    labels: np.ndarray
+    scores: np.ndarray
+    decision: np.ndarray
+    class_index: np.ndarray
 
 
 @savable
@@ -522,6 +547,29 @@ class OpenSetClassifier:
         X_det, logits = self._prepare(X)
         return X_det, self.detector_.score_samples(X_det), logits.argmax(axis=1)
 
+    def classify(self, X: Any) -> OpenSetPrediction:
+        """Labels, scores, decision values and closed-set classes of ``X`` from one scoring pass: what
+        :meth:`predict`, :meth:`score_samples`, :meth:`decision_function` and :meth:`predict_closed` return,
+        at the cost of one of them.
+
+        Returns
+        -------
+        OpenSetPrediction
+
+        Examples
+        --------
+        >>> import numpy as np, unseen
+        >>> rng = np.random.default_rng(0); y = rng.integers(0, 3, 300)
+        >>> osc = unseen.OpenSetClassifier(unseen.MaxLogit()).fit(5 * np.eye(3)[y] + rng.normal(size=(300, 3)), y)
+        >>> out = osc.classify([[6.0, 0.0, 0.0], [0.3, 0.1, 0.2]])
+        >>> out.labels, out.class_index, bool(out.decision[1] < 0)
+        (array([ 0, -1]), array([0, 0]), True)
+        """
+        _, scores, pred = self._scores_and_pred(X)
+        threshold = self.thresholds_[pred]
+        labels = np.where(scores >= threshold, self.classes_[pred], self.unknown_label)
+        return OpenSetPrediction(labels=labels, scores=scores, decision=scores - threshold, class_index=pred)
+
     def predict_closed(self, X: Any) -> np.ndarray:
         """The closed-set prediction: the most likely known class, never ``unknown_label``.
 
@@ -542,8 +590,7 @@ class OpenSetClassifier:
 
         With global thresholds this is the detector's own ``decision_function``.
         """
-        _, s, pred = self._scores_and_pred(X)
-        return s - self.thresholds_[pred]
+        return self.classify(X).decision
 
     def predict(self, X: Any) -> np.ndarray:
         """The predicted known class, or ``unknown_label`` where the score is below the class's threshold.
@@ -552,8 +599,7 @@ class OpenSetClassifier:
         -------
         ndarray of shape (n_samples,), labels from ``classes_`` or ``unknown_label``
         """
-        _, s, pred = self._scores_and_pred(X)
-        return np.where(s >= self.thresholds_[pred], self.classes_[pred], self.unknown_label)
+        return self.classify(X).labels
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Probabilities over the known classes and "unknown", for detectors that define the latter.

@@ -103,6 +103,9 @@ class SHE(Detector):
         self.n_correct_ = n_correct
         self.n_samples_ = n_all
 
+    def known_classes(self) -> np.ndarray | None:
+        return np.arange(self.patterns_.shape[0])
+
     def enroll(self, X, label: int, *, head=None) -> SHE:
         """Add samples of a class without refitting; a new class also needs its row in the head.
 

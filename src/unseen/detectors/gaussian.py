@@ -87,6 +87,9 @@ class _ClassGaussian(_GaussianBase):
         self.whitening_ = pinv_whitening(self.scatter_ / self.scatter_count_)
         self.centers_ = (self.means_ - self.location_) @ self.whitening_
 
+    def known_classes(self) -> np.ndarray | None:
+        return self.classes_
+
     def _check_enrollable(self) -> None:
         self._check_fitted()
         if not all(hasattr(self, key) for key in ("counts_", "means_", "scatter_", "scatter_count_")):

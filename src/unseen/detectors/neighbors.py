@@ -366,6 +366,13 @@ class KNN(Detector):
     def enroll_needs_label(self) -> bool:
         return getattr(self, "bank_labels_", None) is not None
 
+    def known_classes(self) -> np.ndarray | None:
+        labels = getattr(self, "bank_labels_", None)
+        return None if labels is None else np.unique(labels)
+
+    def bank_size(self) -> int | None:
+        return int(self.bank_.shape[0])
+
     def forget(self, label: int) -> KNN:
         """Remove every bank row of class ``label`` without refitting (needs a labelled bank: ``fit(X, y)``).
 
