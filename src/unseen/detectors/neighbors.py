@@ -370,9 +370,6 @@ class KNN(Detector):
         labels = getattr(self, "bank_labels_", None)
         return None if labels is None else np.unique(labels)
 
-    def bank_size(self) -> int | None:
-        return int(self.bank_.shape[0])
-
     def forget(self, label: int) -> KNN:
         """Remove every bank row of class ``label`` without refitting (needs a labelled bank: ``fit(X, y)``).
 
