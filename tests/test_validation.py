@@ -62,7 +62,7 @@ def test_head_validation(data):
     [
         (lambda: unseen.MSP(temperature=0), "temperature must be > 0"),
         (lambda: unseen.GEN(M=0), "M must be >= 1"),
-        (lambda: unseen.GEN(M=2.5), "M must be int"),
+        (lambda: unseen.GEN(M=2.5), "M must be int, got 2.5"),
         (lambda: unseen.Energy(tpr=1.5), "tpr must be <= 1"),
     ],
 )

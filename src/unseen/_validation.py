@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import mmap
 import numbers
 import os
@@ -151,15 +152,33 @@ def check_param(
     high_inclusive: bool = True,
     choices: Iterable[Any] | None = None,
 ) -> Any:
-    """Validate one hyperparameter: its type, its range or its allowed values."""
+    """Validate one hyperparameter: its type, its range or its allowed values.
+
+    Numbers must be finite (NaN and infinity are refused with the parameter's name: a NaN compares False
+    with every bound, so without this check it would pass any range). ``kind=int`` accepts any integral
+    number (``numpy.int64`` too); ``bool`` is never a number here.
+
+    Examples
+    --------
+    >>> check_param(0.5, "tpr", owner="KNN", low=0.0, high=1.0)
+    0.5
+    >>> check_param(float("nan"), "tpr", owner="KNN", low=0.0, high=1.0)
+    Traceback (most recent call last):
+    ...
+    unseen.exceptions.InputError: KNN: tpr must be a finite number, got nan.
+    """
     if choices is not None:
         choices = list(choices)
-        if value not in choices:
+        if not any(_is_choice(value, c) for c in choices):
             raise InputError(f"{owner}: {name} must be one of {choices}, got {value!r}.")
         return value
-    if isinstance(value, bool) or not isinstance(value, kind):
-        expected = getattr(kind, "__name__", str(kind))
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    kinds = tuple(numbers.Integral if k is int else k for k in kinds)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, kinds):
+        expected = " or ".join(_kind_name(k) for k in kinds)
         raise InputError(f"{owner}: {name} must be {expected}, got {value!r} ({type(value).__name__}).")
+    if isinstance(value, numbers.Real) and not math.isfinite(value):
+        raise InputError(f"{owner}: {name} must be a finite number, got {value!r}.")
     if low is not None and (value < low or (value == low and not low_inclusive)):
         op = ">=" if low_inclusive else ">"
         raise InputError(f"{owner}: {name} must be {op} {low}, got {value!r}.")
@@ -167,6 +186,24 @@ def check_param(
         op = "<=" if high_inclusive else "<"
         raise InputError(f"{owner}: {name} must be {op} {high}, got {value!r}.")
     return value
+
+
+def _is_choice(value: Any, choice: Any) -> bool:
+    """``value == choice`` without its surprises: ``True`` is not ``1``, and an array is no choice."""
+    if isinstance(value, (bool, np.bool_)) != isinstance(choice, (bool, np.bool_)):
+        return False
+    try:
+        return bool(value == choice)
+    except Exception:  # an array or another object without a plain ==
+        return False
+
+
+def _kind_name(kind: type) -> str:
+    if kind is numbers.Integral:
+        return "int"
+    if kind is numbers.Real:
+        return "a real number"
+    return getattr(kind, "__name__", str(kind))
 
 
 # --------------------------------------------------------------------------------------------- chunks
@@ -225,8 +262,8 @@ def _memmap_blocks(arr: np.memmap, rows: int) -> Iterator[np.ndarray]:
 class ChunkSource:
     """Row blocks of a data matrix that may not fit in memory, validated as they are read.
 
-    Accepts an array (including ``np.memmap``), a path to a ``.npy`` file, a list/tuple of 2-D arrays,
-    or a zero-argument callable that returns a fresh iterator of 2-D arrays. A one-shot iterator
+    Accepts an array (including ``np.memmap``), a list of rows (a list of lists), a path to a ``.npy`` file,
+    a list/tuple of 2-D arrays (blocks), or a zero-argument callable that returns a fresh iterator of 2-D arrays. A one-shot iterator
     (a generator) is accepted too, but can be read once only.
 
     Iterating yields ``(start_row, block)`` with ``block`` a finite float32/float64 array.
@@ -256,6 +293,11 @@ class ChunkSource:
                 as_float_array(arr, owner=owner)  # raises the standard shape error
             self.n_samples = arr.shape[0]
             self._factory = lambda: (arr[i : i + self.chunk_rows] for i in range(0, max(arr.shape[0], 1), self.chunk_rows))
+        elif isinstance(data, (list, tuple)) and data and np.ndim(data[0]) <= 1:
+            # A list of rows (a list of lists, as every in-memory detector takes), not a list of blocks.
+            arr = as_float_array(data, owner=owner)
+            self.n_samples = arr.shape[0]
+            self._factory = lambda: (arr[i : i + self.chunk_rows] for i in range(0, arr.shape[0], self.chunk_rows))
         elif isinstance(data, (list, tuple)):
             if len(data) == 0:
                 raise InputError(f"{owner} got an empty list of chunks.")
