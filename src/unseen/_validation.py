@@ -23,7 +23,8 @@ def as_float_array(
 ) -> np.ndarray:
     """Return ``X`` as a finite 2-D float32/float64 array, or raise an :class:`InputError` that says why.
 
-    float32 input stays float32 (memory and speed); anything else becomes float64.
+    float32 input stays float32 (memory and speed); anything else becomes float64. Every entry must be finite
+    and at most :data:`MAX_MAGNITUDE` (1e15) in absolute value.
     """
     if isinstance(X, (str, os.PathLike)):
         raise InputError(
@@ -59,15 +60,37 @@ def as_float_array(
     return arr
 
 
+#: The largest magnitude accepted in data and heads. Features and logits of trained models are many orders of
+#: magnitude smaller; values beyond it come from overflow, uninitialised memory or unscaled raw data, and their
+#: squares and products (distances, covariances, logits) would overflow float32 or lose every digit of float64.
+MAX_MAGNITUDE = 1e15
+
+
 def check_finite(arr: np.ndarray, *, owner: str, what: str = "X", row_offset: int = 0) -> None:
-    """Raise if ``arr`` holds NaN or infinity, naming the first offending row."""
-    if not np.isfinite(arr.sum()) and not np.isfinite(arr).all():
+    """Raise if ``arr`` holds NaN, infinity or a value beyond :data:`MAX_MAGNITUDE`, naming the first such entry."""
+    lo, hi = arr.min(), arr.max()  # both NaN when any entry is NaN; one of them infinite when any entry is
+    if np.isfinite(lo) and np.isfinite(hi) and max(-float(lo), float(hi)) <= MAX_MAGNITUDE:
+        return
+    if not (np.isfinite(lo) and np.isfinite(hi)):
         bad = np.argwhere(~np.isfinite(arr))[0]
         kind = "NaN" if np.isnan(arr[tuple(bad)]) else "infinity"
         raise InputError(
-            f"{owner} found {kind} in {what} at row {int(bad[0]) + row_offset}, column {int(bad[1])}. "
+            f"{owner} found {kind} in {what} at {_where(bad, row_offset)}. "
             "Remove or impute non-finite values before fitting or scoring."
         )
+    bad = np.argwhere(np.abs(arr) > MAX_MAGNITUDE)[0]
+    raise InputError(
+        f"{owner} found a value of magnitude {abs(float(arr[tuple(bad)])):.3g} in {what} at {_where(bad, row_offset)}; "
+        f"unseen accepts values up to {MAX_MAGNITUDE:.0e} in absolute value. Features and logits of trained models "
+        "are far smaller, so this comes from an overflow, uninitialised memory or unscaled raw data: check the "
+        "encoder's output, or rescale the data (e.g. standardise each column) before fitting and scoring."
+    )
+
+
+def _where(index: np.ndarray, row_offset: int) -> str:
+    if index.shape[0] == 1:
+        return f"index {int(index[0])}"
+    return f"row {int(index[0]) + row_offset}, column {int(index[1])}"
 
 
 def check_labels(y: Any, n_samples: int, *, owner: str) -> np.ndarray:
@@ -135,8 +158,8 @@ def check_head(head: Any, n_features: int, *, owner: str) -> tuple[np.ndarray, n
     if b.shape != (W.shape[0],):
         raise InputError(f"{owner} expected the head bias b of shape ({W.shape[0]},), got {b.shape}.")
     for name, arr in (("W", W), ("b", b)):
-        if not np.all(np.isfinite(arr)):
-            raise InputError(f"{owner} found NaN or infinity in the head's {name}.")
+        if arr.size:
+            check_finite(arr, owner=owner, what=f"the head's {name}")
     return W, b
 
 
@@ -344,7 +367,7 @@ class ChunkSource:
             if arr.ndim == 2 and arr.shape[0] == 0:
                 continue
             arr = as_float_array(
-                arr, owner=self.owner, what=f"the chunk starting at row {start}", n_features=self._expected_features, row_offset=start
+                arr, owner=self.owner, what=f"X (block starting at row {start})", n_features=self._expected_features, row_offset=start
             )
             yield start, arr
             start += arr.shape[0]

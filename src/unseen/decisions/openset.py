@@ -139,6 +139,13 @@ class OpenSetClassifier:
     """
 
     name = "open_set_classifier"
+    #: The fitted state a saved file may hold (:mod:`unseen._schema`); ``unknown_label_`` is absent from older files.
+    state_spec = {
+        "W_": "float[K, D]|None", "b_": "float[K]|None", "classes_": "label[C]", "class_counts_": "int[C]",
+        "fallback_": "bool[C]", "thresholds_": "float[C]", "threshold_": "float", "classifier_": "null",
+        "detector_input_": "str", "input_": "str", "n_features_in_": "int>=1", "detector_": "detector",
+        "unknown_label_": "label?",
+    }
 
     def __init__(
         self,
@@ -167,15 +174,27 @@ class OpenSetClassifier:
         """Hyperparameters as a dict (scikit-learn compatible)."""
         return {k: getattr(self, k) for k in ("detector", "thresholds", "tpr", "unknown_label", "min_class_samples")}
 
-    def save(self, path: str | Path) -> Path:
-        """Save the fitted classifier without pickle (see :func:`unseen.save`); load it with :func:`unseen.load`.
+    def save(self, path: str | Path, *, key: bytes | str | None = None) -> Path:
+        """Save the fitted classifier without pickle (see :func:`unseen.save`, which also explains ``key``);
+        load it with :func:`unseen.load`.
 
         A scikit-learn classifier passed as ``classifier=`` is kept only through its linear head
         ``(coef_, intercept_)``; a non-linear one cannot be saved without pickle, so saving refuses it.
         """
         from ..persistence import save
 
-        return save(self, path)
+        return save(self, path, key=key)
+
+    def _check_loaded(self) -> None:
+        """Called by :func:`unseen.load`: the parts fit together (one probe row goes through :meth:`predict`)."""
+        if self.input_ not in ("logits", "head", "classifier") or self.detector_input_ not in ("logits", "features"):
+            raise InputError(f"input_ = {self.input_!r} / detector_input_ = {self.detector_input_!r} cannot be loaded")
+        if (self.input_ == "logits") != (self.W_ is None):  # a saved classifier lives on as its linear head
+            raise InputError(f"input_ = {self.input_!r} and the stored head disagree")
+        n_logits = self.W_.shape[0] if self.W_ is not None else self.n_features_in_
+        if n_logits != self.classes_.shape[0] or self.detector_.n_features_in_ != self.n_features_in_:
+            raise InputError("the classes, the head and the detector disagree on their sizes")
+        self.predict(np.zeros((1, self.n_features_in_)))
 
     def _get_state(self) -> dict[str, Any]:
         self._check_fitted()
