@@ -133,27 +133,27 @@ def array_dtype(text: Any) -> np.dtype:
     return dt
 
 
-def _dim_value(token: str, symbols: dict[str, int], size: int, where: str) -> None:
+def _dim_value(token: str, symbols: dict[str, int], origin: dict[str, str], size: int, name: str, where: str) -> None:
     m = _DIM.match(token)
     assert m is not None  # parse_spec checked it
     base, mul, add = m["base"], int(m["mul"] or 1), int(m["add"] or 0)
     if base == "*":
         return
     if base.isdigit():
-        expected = mul * int(base) + add
+        expected, source = mul * int(base) + add, "the declaration"
     elif base in symbols:
-        expected = mul * symbols[base] + add
+        expected, source = mul * symbols[base] + add, f"{base} = {symbols[base]} from {origin[base]}"
     else:
         value = size - add
         if value < 0 or value % mul:
             raise SchemaError(f"{where}: size {size} cannot be {token}")
-        symbols[base] = value // mul
+        symbols[base], origin[base] = value // mul, name
         return
     if size != expected:
-        raise SchemaError(f"{where}: size {size} along a dimension declared {token} = {expected}")
+        raise SchemaError(f"{where}: size {size} along {token}, but {source} makes it {expected}")
 
 
-def _check_scalar(name: str, spec: Spec, value: Any, symbols: dict[str, int]) -> None:
+def _check_scalar(name: str, spec: Spec, value: Any, symbols: dict[str, int], origin: dict[str, str]) -> None:
     if value is None:
         if spec.nullable or spec.type in ("null", "json"):
             return
@@ -177,8 +177,9 @@ def _check_scalar(name: str, spec: Spec, value: Any, symbols: dict[str, int]) ->
         raise SchemaError(f"state {name} must be >= {spec.low}, got {value!r}")
     if spec.bind is not None:
         if spec.bind in symbols and symbols[spec.bind] != value:
-            raise SchemaError(f"state {name} = {value} disagrees with {spec.bind} = {symbols[spec.bind]} of the arrays")
+            raise SchemaError(f"state {name} = {value} disagrees with {spec.bind} = {symbols[spec.bind]}")
         symbols[spec.bind] = value
+        origin[spec.bind] = name
 
 
 def check_state(
@@ -193,8 +194,9 @@ def check_state(
     specs = {key: parse_spec(text) for key, text in declared.items()}
     seen: set[str] = set()
     symbols: dict[str, int] = {}
+    origin: dict[str, str] = {}
     if isinstance(scalars.get("n_features_in_"), int) and not isinstance(scalars.get("n_features_in_"), bool):
-        symbols["D"] = scalars["n_features_in_"]
+        symbols["D"], origin["D"] = scalars["n_features_in_"], "n_features_in_"
     groups = (("scalar", scalars), ("array", arrays), ("nested", nested))
     # Scalars first (they bind symbols such as D and C), then arrays, then nested objects.
     for kind, values in groups:
@@ -209,7 +211,7 @@ def check_state(
                     continue
                 if spec.kind != "scalar":
                     raise SchemaError(f"state {name} is declared as {spec.kind} {declared[key]!r} but saved as a scalar")
-                _check_scalar(name, spec, value, symbols)
+                _check_scalar(name, spec, value, symbols, origin)
             elif kind == "array":
                 if spec.kind != "array":
                     raise SchemaError(f"state {name} is declared as {spec.kind} {declared[key]!r} but saved as an array")
@@ -220,7 +222,8 @@ def check_state(
                 if len(shape) != len(spec.dims):
                     raise SchemaError(f"state {name} has shape {tuple(shape)}, declared {declared[key]!r}")
                 for token, size in zip(spec.dims, shape):
-                    _dim_value(token, symbols, size, f"state {name} of shape {tuple(shape)} (declared {declared[key]!r})")
+                    _dim_value(token, symbols, origin, size, name,
+                               f"state {name} of shape {tuple(shape)} (declared {declared[key]!r})")
             elif spec.kind != "nested":
                 raise SchemaError(f"state {name} is declared as {spec.kind} {declared[key]!r} but saved as an object")
             elif spec.type == "detectors" and not isinstance(value, list):
