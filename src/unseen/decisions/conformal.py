@@ -483,12 +483,15 @@ class ConformalFlagger:
         name = type(self.detector).__name__
         raw = self.detector.score_samples(X)
         try:
-            scores = np.asarray(raw, dtype=np.float64)
-        except (TypeError, ValueError):
+            scores = np.asarray(raw)
+        except Exception:  # ragged
+            scores = np.asarray(None)
+        if scores.dtype.kind not in "iuf":
             raise InputError(
-                f"{name}.score_samples returned {type(raw).__name__} that is not an array of numbers; it must "
-                "return one real score per row (higher = more in-distribution)."
-            ) from None
+                f"{name}.score_samples returned {type(raw).__name__} of dtype {scores.dtype}, not real numbers; it "
+                "must return one real score per row (higher = more in-distribution)."
+            )
+        scores = scores.astype(np.float64, copy=False)
         n_rows = np.shape(X)[0] if np.ndim(X) >= 1 else None
         if scores.ndim != 1 or (n_rows is not None and scores.shape[0] != n_rows):
             raise InputError(
