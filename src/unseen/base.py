@@ -443,9 +443,11 @@ class Detector:
         float32 products are fast but overflow sooner; a block whose scores are not finite is scored again in
         float64, and a score that is still not finite is refused rather than returned.
         """
-        s = _checked_shape(self._score(X), X.shape[0], type(self).__name__)
-        if not np.isfinite(s).all() and X.dtype != np.float64:
-            s = _checked_shape(self._score(X.astype(np.float64)), X.shape[0], type(self).__name__)
+        # Overflow is not warned about here: a score it makes non-finite is re-computed or refused below.
+        with np.errstate(over="ignore", invalid="ignore"):
+            s = _checked_shape(self._score(X), X.shape[0], type(self).__name__)
+            if not np.isfinite(s).all() and X.dtype != np.float64:
+                s = _checked_shape(self._score(X.astype(np.float64)), X.shape[0], type(self).__name__)
         if not np.isfinite(s).all():
             _refuse_non_finite(type(self).__name__, s, X, start)
         return s
