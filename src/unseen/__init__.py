@@ -20,6 +20,7 @@ from .base import DataShape, Detector
 from .decisions import ConformalFlagger, OpenSetClassifier
 from .exceptions import (
     DegenerateFitError,
+    DegenerateFitWarning,
     InputError,
     MissingDependencyError,
     NotFittedError,
@@ -37,6 +38,7 @@ _PUBLIC = [
     "ConformalFlagger",
     "DataShape",
     "DegenerateFitError",
+    "DegenerateFitWarning",
     "Detector",
     "DetectorInfo",
     "InputError",
