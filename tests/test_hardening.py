@@ -243,3 +243,55 @@ def test_open_set_classifier_with_string_labels_and_the_default_unknown_label(da
     # an explicit label of the other kind is refused with the fix, as scikit-learn refuses mixed labels
     with pytest.raises(InputError, match="class labels are strings but unknown_label is -1"):
         unseen.OpenSetClassifier(unseen.MaxLogit(), unknown_label=-1).fit(data.logits(data.X), names[data.y])
+
+
+# ------------------------------------------------------------------------------------------ files the CLI reads
+
+
+def test_a_text_file_named_npy_is_not_called_pickles(tmp_path):
+    from unseen.io import read_array
+
+    (tmp_path / "x.npy").write_text("id,feature\n1,2\n")
+    with pytest.raises(InputError, match="not a .npy file: it starts with bytes b'id,fea'"):
+        read_array(tmp_path / "x.npy")
+    (tmp_path / "x.npz").write_text("hello")
+    with pytest.raises(InputError, match="not an .npz file"):
+        read_array(tmp_path / "x.npz")
+
+
+def test_a_truncated_npy_on_the_streaming_path_says_truncated(tmp_path):
+    from unseen.io import read_array
+
+    np.save(tmp_path / "x.npy", np.zeros((100, 4)))
+    blob = (tmp_path / "x.npy").read_bytes()
+    (tmp_path / "x.npy").write_bytes(blob[:500])
+    for mmap in (True, False):
+        with pytest.raises(InputError, match=r"truncated: its header declares an array of shape \(100, 4\)"):
+            read_array(tmp_path / "x.npy", mmap=mmap)
+
+
+def test_object_arrays_are_still_called_pickles(tmp_path):
+    from unseen.io import read_array, read_head
+
+    np.save(tmp_path / "o.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(InputError, match="pickles"):
+        read_array(tmp_path / "o.npy")
+    np.savez(tmp_path / "h.npz", W=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(InputError, match="pickles"):
+        read_head(tmp_path / "h.npz")
+
+
+def test_an_unreadable_parquet_file_is_an_input_error(tmp_path):
+    pytest.importorskip("pyarrow")
+    from unseen.io import read_table_features
+
+    (tmp_path / "x.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(InputError, match="Could not read .* as a Parquet table"):
+        read_table_features(tmp_path / "x.parquet")
+
+
+def test_an_unwritable_output_path_is_an_input_error():
+    from unseen.io import write_scores
+
+    with pytest.raises(InputError, match="Could not write the scores to /dev/null/s.csv"):
+        write_scores("/dev/null/s.csv", {"score": np.zeros(3)})

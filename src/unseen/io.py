@@ -31,6 +31,33 @@ def _check_exists(path: Path) -> None:
         raise InputError(f"{path} does not exist (or is not a file).")
 
 
+def _check_npy(path: Path) -> None:
+    """A ``.npy`` file's header, checked before NumPy reads it: the magic bytes (a text file named ``.npy`` is
+    not reported as pickles), no Python objects, and a file long enough for the shape it declares (a truncated
+    file is not reported as an mmap length error)."""
+    with open(path, "rb") as fh:
+        start = fh.read(6)
+        if start != b"\x93NUMPY":
+            what = "a zip (.npz?) archive" if start[:2] == b"PK" else f"bytes {start!r}"
+            raise InputError(f"{path} is not a .npy file: it starts with {what}, not the NumPy header. Save arrays "
+                             "with np.save(path, X).")
+        fh.seek(0)
+        try:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(fh)
+        except ValueError as exc:
+            raise InputError(f"{path} has a damaged .npy header: {exc}") from None
+        data_start = fh.tell()
+    if dtype.hasobject:
+        raise InputError(f"{path} holds Python objects (pickles), which unseen never loads.")
+    expected = data_start + int(np.prod(shape)) * dtype.itemsize
+    size = path.stat().st_size
+    if size < expected:
+        raise InputError(f"{path} is truncated: its header declares an array of shape {tuple(shape)} ({dtype}), "
+                         f"{expected} bytes with the header, but the file has {size}.")
+
+
 def read_array(path: str | Path, key: str | None = None, *, mmap: bool = False) -> np.ndarray:
     """Read one array from ``.npy`` (optionally memory-mapped) or ``.npz`` (``key`` picks the array).
 
@@ -42,8 +69,13 @@ def read_array(path: str | Path, key: str | None = None, *, mmap: bool = False) 
     _check_exists(path)
     try:
         if path.suffix == ".npy":
+            _check_npy(path)
             return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
         if path.suffix == ".npz":
+            import zipfile
+
+            if not zipfile.is_zipfile(path):
+                raise InputError(f"{path} is not an .npz file (not a zip archive). Save arrays with np.savez(path, X=X).")
             with np.load(path, allow_pickle=False) as npz:
                 keys = list(npz.keys())
                 if key is None:
@@ -53,10 +85,14 @@ def read_array(path: str | Path, key: str | None = None, *, mmap: bool = False) 
                 if key not in keys:
                     raise InputError(f"{path} has no array {key!r}; it holds {keys}.")
                 return npz[key]
-    except ValueError as exc:
+    except InputError:
+        raise
+    except (ValueError, OSError, EOFError) as exc:
         if "pickle" in str(exc).lower():
             raise InputError(f"{path} holds Python objects (pickles), which unseen never loads.") from None
         raise InputError(f"Could not read {path}: {exc}") from None
+    except Exception as exc:  # a damaged zip member (BadZipFile, zlib errors)
+        raise InputError(f"Could not read {path}: it is damaged ({type(exc).__name__}: {exc}).") from None
     raise InputError(f"Cannot read arrays from {path.name}: expected a .npy or .npz file.")
 
 
@@ -68,7 +104,10 @@ def read_table_features(path: str | Path, label_column: str | None = None) -> tu
     path = Path(path)
     _check_exists(path)
     pa = _pyarrow()
-    table = pa.parquet.read_table(path)
+    try:
+        table = pa.parquet.read_table(path)
+    except (pa.lib.ArrowException, OSError) as exc:  # ArrowInvalid: not a Parquet file, or a damaged one
+        raise InputError(f"Could not read {path} as a Parquet table: {exc}") from None
     labels = None
     if label_column is not None:
         if label_column not in table.column_names:
@@ -106,15 +145,34 @@ def read_head(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     _check_exists(path)
     if path.suffix != ".npz":
         raise InputError(f"The head must be an .npz file with arrays 'W' and 'b', got {path.name}.")
-    with np.load(path, allow_pickle=False) as npz:
-        if "W" not in npz:
-            raise InputError(f"{path} has no array 'W'; it holds {list(npz.keys())}. Save it with np.savez(path, W=W, b=b).")
-        return npz["W"], (npz["b"] if "b" in npz else None)
+    W = read_array(path, "W") if _has_key(path, "W") else None
+    if W is None:
+        raise InputError(f"{path} has no array 'W'. Save the head with np.savez(path, W=W, b=b).")
+    return W, (read_array(path, "b") if _has_key(path, "b") else None)
+
+
+def _has_key(path: Path, key: str) -> bool:
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"{path} is not an .npz file (not a zip archive). Save the head with np.savez(path, W=W, b=b).")
+    with zipfile.ZipFile(path) as zf:
+        return f"{key}.npy" in zf.namelist()
 
 
 def write_scores(path: str | Path, columns: dict[str, Any]) -> Path:
     """Write equal-length columns as CSV or Parquet, chosen by the suffix."""
     path = Path(path)
+    if path.suffix not in (".csv", ".parquet"):
+        raise InputError(f"Cannot write {path.name}: use a .csv or .parquet output file.")
+    try:
+        _write_scores(path, columns)
+    except OSError as exc:
+        raise InputError(f"Could not write the scores to {path} ({exc}); choose a writable path.") from None
+    return path
+
+
+def _write_scores(path: Path, columns: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".parquet":
         pa = _pyarrow()
@@ -126,6 +184,3 @@ def write_scores(path: str | Path, columns: dict[str, Any]) -> Path:
             fh.write(",".join(names) + "\n")
             for row in zip(*cols):
                 fh.write(",".join(repr(float(v)) if isinstance(v, np.floating) else str(v) for v in row) + "\n")
-    else:
-        raise InputError(f"Cannot write {path.name}: use a .csv or .parquet output file.")
-    return path
