@@ -377,7 +377,7 @@ class Detector:
         fit_scores = np.asarray(self._score_fit_sample(sample), dtype=np.float64)
         if not np.isfinite(fit_scores).all():
             _refuse_non_finite(owner, fit_scores, sample, 0, fitting=True)
-        if fit_scores.shape[0] > 1 and fit_scores.min() == fit_scores.max() and np.any(sample.min(0) != sample.max(0)):
+        if fit_scores.shape[0] >= 10 and fit_scores.min() == fit_scores.max() and np.any(sample.min(0) != sample.max(0)):
             warnings.warn(
                 f"{owner}: all {fit_scores.shape[0]} fit rows get the same score ({fit_scores[0]:.6g}) although they "
                 "differ, so the threshold cannot rank them and predict() accepts only inputs that score at least "
