@@ -23,6 +23,7 @@ import hashlib
 import json
 import tracemalloc
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,6 +36,7 @@ from unseen.exceptions import InputError, PersistenceError
 from ._forge import arrays_of, npz_bytes, read_parts, reref, rewrite, write_parts
 
 KEY = b"0123456789abcdef-test-key"
+DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture
@@ -257,7 +259,7 @@ def test_unsigned_file_is_refused_when_a_key_is_required(saved):
 
 
 def test_format_1_file_is_refused_when_a_key_is_required():
-    refused("tests/data/v1-mahalanobis.unseen", "not signed", key=KEY)
+    refused(DATA / "v1-mahalanobis.unseen", "not signed", key=KEY)
 
 
 @pytest.mark.parametrize("signature", ["abc", {"algorithm": "MD5", "value": "00"}, {"algorithm": "HMAC-SHA256"}])
@@ -433,23 +435,23 @@ def test_bank_of_the_wrong_shape_is_refused_at_load(data, tmp_path):
 
 def test_format_1_files_written_by_the_previous_unseen_still_load():
     """tests/data/v1-*.unseen were written by unseen before format 2 (no manifest digest)."""
-    expected = json.loads(open("tests/data/v1-expected.json").read())
+    expected = json.loads(open(DATA / "v1-expected.json").read())
     rng = np.random.default_rng(expected["seed"])
     y = rng.integers(0, 3, 60)
     rng.normal(size=(60, 4))  # the fit rows, drawn before the queries
     Q = np.abs(rng.normal(size=(5, 4)) * 2)
     del y
-    maha = unseen.load("tests/data/v1-mahalanobis.unseen")
+    maha = unseen.load(DATA / "v1-mahalanobis.unseen")
     np.testing.assert_allclose(maha.score_samples(Q), expected["expected"]["mahalanobis"], rtol=1e-12)
-    flagger = unseen.load("tests/data/v1-conformal.unseen")
+    flagger = unseen.load(DATA / "v1-conformal.unseen")
     np.testing.assert_allclose(flagger.p_values(Q), expected["expected"]["conformal"], rtol=1e-12)
-    osc = unseen.load("tests/data/v1-openset.unseen")
+    osc = unseen.load(DATA / "v1-openset.unseen")
     assert osc.predict(Q).tolist() == expected["expected"]["openset"] and osc.unknown_label_ == "unknown"
 
 
 def test_format_1_file_is_still_schema_checked(tmp_path):
     """No digest in format 1, but every other check applies."""
-    manifest, blob = read_parts("tests/data/v1-mahalanobis.unseen")
+    manifest, blob = read_parts(DATA / "v1-mahalanobis.unseen")
     manifest["state"]["evil_"] = 1
     write_parts(tmp_path / "v1.unseen", manifest, blob, forge=False)
     refused(tmp_path / "v1.unseen", "not part of the declared state")
