@@ -45,7 +45,10 @@ def test_get_detector_errors():
     assert isinstance(unseen.get_detector("KNN"), unseen.KNN)
 
 
-def test_register_third_party_detector(data):
+def test_register_third_party_detector(data, monkeypatch):
+    from unseen import registry
+
+    monkeypatch.setattr(registry, "_EXTRA", dict(registry._EXTRA))  # the registration ends with this test
     unseen.register("my_energy", "unseen.detectors.logits:Energy")
     det = unseen.get_detector("my_energy").fit(data.logits(data.X))
     assert det.score_samples(data.logits(data.X[:2])).shape == (2,)

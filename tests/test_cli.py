@@ -164,13 +164,13 @@ def broken(files):
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["fit", "knn", "--features", "train.npy", "--tpr", "nan", "-o", "x.unseen"], "KNN: tpr must be a number, got nan"),
+        (["fit", "knn", "--features", "train.npy", "--tpr", "nan", "-o", "x.unseen"], "KNN: tpr must be a finite number, got nan"),
         (["score", "knn.unseen", "--features", "test.npy", "-o", "blocker/s.csv"], "Could not write blocker/s.csv"),
         (["explain", "knn.unseen", "--features", "test.npy", "-o", "blocker/e.json"], "Could not write blocker/e.json"),
         (["fit", "knn", "--features", "train.npy", "-o", "blocker/x.unseen"], "Could not save the detector"),
         (["fit", "knn", "--features", "bad.parquet", "-o", "x.unseen"], "Could not read bad.parquet as a Parquet file"),
-        (["fit", "knn", "--features", "bad.npz", "-o", "x.unseen"], "bad.npz is not a NumPy .npz file"),
-        (["fit", "energy", "--features", "train.npy", "--head", "bad.npz", "-o", "x.unseen"], "bad.npz is not a NumPy"),
+        (["fit", "knn", "--features", "bad.npz", "-o", "x.unseen"], "bad.npz is not an .npz file"),
+        (["fit", "energy", "--features", "train.npy", "--head", "bad.npz", "-o", "x.unseen"], "bad.npz is not an .npz file"),
         (["fit", "knn", "--features", "train.npy:X", "-o", "x.unseen"], "train.npy holds one array; drop the array name"),
         (["fit", "knn", "--features", "multi.npz:nope", "-o", "x.unseen"], "has no array 'nope'; it holds ['feats', 'other']"),
         (["fit", "knn", "--features", "train.npy", "--param", 'k="5"', "-o", "x.unseen"], "k must be int or integer"),

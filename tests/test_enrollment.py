@@ -127,9 +127,19 @@ def test_gaussian_enrollment_errors(cls, data, split):
             det.enroll(X_new, bad)
     with pytest.raises(InputError, match="fitted on 32 features"):
         det.enroll(X_new[:, :5], 3)
-    single = cls().fit(X_old, np.zeros(len(X_old), dtype=int))
-    with pytest.raises(InputError, match="only class"):
-        single.forget(0)
+    if cls is unseen.RelativeMahalanobis:  # one class: MD_c = MD_0, every input scores 0
+        with pytest.raises(unseen.DegenerateFitError, match="at least 2 classes"):
+            cls().fit(X_old, np.zeros(len(X_old), dtype=int))
+        two = cls().fit(X_old, (y_old > 0).astype(int))
+        before = two.score_samples(X_new)
+        with pytest.raises(unseen.DegenerateFitError, match="at least 2 classes"):
+            two.forget(0)
+        np.testing.assert_array_equal(two.score_samples(X_new), before)  # a refused forget changes nothing
+        assert two.classes_.tolist() == [0, 1]
+    else:
+        single = cls().fit(X_old, np.zeros(len(X_old), dtype=int))
+        with pytest.raises(InputError, match="only class"):
+            single.forget(0)
     with pytest.raises(unseen.NotFittedError):
         cls().enroll(X_new, 3)
     old = cls().fit(X_old, y_old)

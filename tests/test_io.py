@@ -43,7 +43,7 @@ def test_damaged_array_files_are_input_errors(files, name):
 def test_damaged_head_and_parquet_are_input_errors(files):
     pytest.importorskip("pyarrow")
     d, _, _ = files
-    with pytest.raises(InputError, match="garbage.npz is not a NumPy .npz file"):
+    with pytest.raises(InputError, match="garbage.npz is not an .npz file"):
         io.read_head(d / "garbage.npz")
     with pytest.raises(InputError, match="Could not read .*garbage.parquet as a Parquet file"):
         io.read_features(d / "garbage.parquet")

@@ -100,7 +100,7 @@ def test_classify_gives_predict_scores_decision_and_closed_class_in_one_pass(spl
     np.testing.assert_array_equal(out.class_index, np.argmax(split.logits(X), axis=1))
     rejected = out.scores < osc.thresholds_[out.class_index]
     assert rejected.any() and not rejected.all()
-    np.testing.assert_array_equal(out.labels == osc.unknown_label, rejected)
+    np.testing.assert_array_equal(out.labels == osc.unknown_label_, rejected)
 
 
 def test_predict_returns_known_labels_or_unknown(split):
@@ -284,7 +284,9 @@ def test_binary_linear_classifier_and_string_labels(digits):
     m = osc.evaluate(X[two][:50], names[y[two]][:50], digits["X_unknown"][:50])
     assert 0 <= m["macro_f1_open"] <= 1
     with pytest.raises(InputError, match="unknown_label"):
-        unseen.OpenSetClassifier(unseen.MSP()).fit(X[two], names[y[two]], classifier=clf)  # -1 with strings
+        unseen.OpenSetClassifier(unseen.MSP(), unknown_label=-1).fit(X[two], names[y[two]], classifier=clf)  # -1 with strings
+    default = unseen.OpenSetClassifier(unseen.MSP()).fit(X[two], names[y[two]], classifier=clf)
+    assert default.unknown_label_ == "unknown" and "unknown" in default.predict(digits["X_unknown"][:20]).tolist()
 
 
 def test_nonlinear_classifier_feeds_logit_detectors_its_probabilities(digits):
@@ -363,8 +365,8 @@ def test_bad_detector_and_parameters(split):
         unseen.OpenSetClassifier(unseen.MSP(), min_class_samples=0).fit(**fit)
     with pytest.raises(InputError, match="also a known class"):
         unseen.OpenSetClassifier(unseen.MSP(), unknown_label=3).fit(**fit)
-    with pytest.raises(InputError, match="unknown_label must be an integer or a string"):
-        unseen.OpenSetClassifier(unseen.MSP(), unknown_label=None).fit(**fit)
+    with pytest.raises(InputError, match="unknown_label must be None, an integer or a string"):
+        unseen.OpenSetClassifier(unseen.MSP(), unknown_label=2.5).fit(**fit)
 
 
 def test_bad_inputs(split, digits):

@@ -12,21 +12,13 @@ import unseen
 from unseen.exceptions import PersistenceError
 from unseen.persistence import FORMAT_VERSION
 
+from ._forge import read_parts, rewrite, write_parts
+
 
 @pytest.fixture
 def saved(data, tmp_path):
     det = unseen.Mahalanobis().fit(data.X, data.y)
     return det, det.save(tmp_path / "det.unseen")
-
-
-def rewrite(path, manifest=None, arrays=None):
-    with zipfile.ZipFile(path) as zf:
-        m, a = zf.read("manifest.json"), zf.read("arrays.npz")
-    m = manifest(json.loads(m)) if manifest else json.loads(m)
-    a = arrays(a) if arrays else a
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("manifest.json", json.dumps(m))
-        zf.writestr("arrays.npz", a)
 
 
 def test_round_trip_file_and_directory(data, saved, tmp_path):
@@ -51,18 +43,19 @@ def test_manifest_describes_the_detector(saved):
     assert all(len(ref["sha256"]) == 64 for ref in m["arrays"].values())
 
 
-def test_arrays_are_read_without_pickle(saved, monkeypatch):
+def test_arrays_are_read_without_np_load_or_pickle(saved, monkeypatch):
+    """unseen reads each .npy member itself after checking its header: neither np.load nor pickle runs."""
+    import pickle
+
     _, path = saved
-    calls = []
-    real_load = np.load
 
-    def spy(*args, **kwargs):
-        calls.append(kwargs.get("allow_pickle"))
-        return real_load(*args, **kwargs)
+    def refuse(*args, **kwargs):
+        raise AssertionError("must not be called while loading")
 
-    monkeypatch.setattr(np, "load", spy)
-    unseen.load(path)
-    assert calls == [False]
+    monkeypatch.setattr(np, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    assert isinstance(unseen.load(path), unseen.Mahalanobis)
 
 
 def test_tampered_array_is_refused(saved):
@@ -73,28 +66,20 @@ def test_tampered_array_is_refused(saved):
         b[len(b) // 2] ^= 0xFF
         return bytes(b)
 
-    rewrite(path, arrays=flip)
+    rewrite(path, arrays=flip, forge=False)
     with pytest.raises(PersistenceError, match="tampered"):
         unseen.load(path)
 
 
 def test_tampered_array_with_forged_file_checksum_is_refused(saved):
-    """Even with the whole-file checksum recomputed, each array's checksum must still match."""
-    import hashlib
-    import io
+    """Even with the whole-file and manifest checksums recomputed, each array's checksum must still match."""
+    from ._forge import arrays_of, npz_bytes
 
     _, path = saved
-    with zipfile.ZipFile(path) as zf:
-        npz = dict(np.load(io.BytesIO(zf.read("arrays.npz"))))
+    manifest, blob = read_parts(path)
+    npz = arrays_of(blob)
     npz["location_"] = npz["location_"] + 1.0
-    buf = io.BytesIO()
-    np.savez(buf, **npz)
-
-    def forge(m):
-        m["arrays_sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
-        return m
-
-    rewrite(path, manifest=forge, arrays=lambda _: buf.getvalue())
+    write_parts(path, manifest, npz_bytes(npz))
     with pytest.raises(PersistenceError, match="tampered.*location_"):
         unseen.load(path)
 

@@ -53,3 +53,15 @@ def test_pytorch_story_runs_in_ten_lines(tmp_path, monkeypatch):
     assert det.name == namespace["choice"].name
     html = (tmp_path / "report" / "report.html").read_text()
     assert "my OOD" in html and "auto-select" in html
+
+
+def test_signed_save_and_load_snippet_runs(tmp_path, monkeypatch):
+    code = re.search(r"### Saved files: what a checksum.*?\n```python\n(.*?)```", README.read_text(), re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("UNSEEN_KEY", "a-deployment-secret-of-32-bytes!")
+    X = np.abs(np.random.default_rng(0).normal(size=(100, 4)))
+    import os
+
+    exec(compile(code, "README signing", "exec"), {"unseen": unseen, "os": os, "X": X})
+    with pytest.raises(unseen.PersistenceError, match="another key"):
+        unseen.load(tmp_path / "knn.unseen", key="some-other-key-of-16+bytes")

@@ -213,10 +213,20 @@ def test_residual_default_dim_too_large(data):
         unseen.Residual(dim=32).fit(data.X, head=data.head)
 
 
-def test_vim_rank_deficient_fit_data(data):
-    # 10 rows span at most 10 directions around u: nothing is left beyond dim=16.
-    with pytest.raises(InputError, match="alpha"):
-        unseen.ViM(dim=16).fit(data.X[:10], head=data.head)
+@pytest.mark.parametrize("cls", [unseen.ViM, unseen.Residual])
+def test_rank_deficient_fit_data(data, cls):
+    # 10 rows span at most 10 directions around u: nothing is left beyond dim=16 (ViM's alpha is undefined, and
+    # Residual's principal space would hold arbitrary directions of zero variance).
+    with pytest.raises(InputError, match=r"about 10 dimensions.*dim < 10, e.g. \w+\(dim=5\)") as err:
+        cls(dim=16).fit(data.X[:10], head=data.head)
+    assert ("alpha" in str(err.value)) == (cls is unseen.ViM)
+
+
+@pytest.mark.parametrize("cls", [unseen.ViM, unseen.Residual])
+def test_fit_without_spread_does_not_suggest_dim_below_one(data, cls):
+    with pytest.raises(unseen.DegenerateFitError, match="do not vary") as err:
+        cls(dim=4).fit(np.zeros((50, 32)), head=data.head)
+    assert "dim <" not in str(err.value)
 
 
 @pytest.mark.parametrize("dim", [0, -1, 2.5, True, "8"])

@@ -62,10 +62,10 @@ def test_head_validation(data):
     [
         (lambda: unseen.MSP(temperature=0), "temperature must be > 0"),
         (lambda: unseen.GEN(M=0), "M must be >= 1"),
-        (lambda: unseen.GEN(M=2.5), "M must be int"),
+        (lambda: unseen.GEN(M=2.5), "M must be int, got 2.5"),
         (lambda: unseen.Energy(tpr=1.5), "tpr must be <= 1"),
-        (lambda: unseen.Energy(tpr=float("nan")), "tpr must be a number, got nan"),  # NaN passes < and >
-        (lambda: unseen.MSP(temperature=float("nan")), "temperature must be a number, got nan"),
+        (lambda: unseen.Energy(tpr=float("nan")), "tpr must be a finite number, got nan"),  # NaN passes < and >
+        (lambda: unseen.MSP(temperature=float("nan")), "temperature must be a finite number, got nan"),
         (lambda: unseen.KNN(k="5"), r"k must be int or integer, got '5'"),
     ],
 )

@@ -18,7 +18,15 @@ from . import decisions, metrics
 from ._version import __version__
 from .base import DataShape, Detector
 from .decisions import ConformalFlagger, OpenSetClassifier
-from .exceptions import InputError, MissingDependencyError, NotFittedError, PersistenceError, UnseenError
+from .exceptions import (
+    DegenerateFitError,
+    DegenerateFitWarning,
+    InputError,
+    MissingDependencyError,
+    NotFittedError,
+    PersistenceError,
+    UnseenError,
+)
 from .explain import explain
 from .persistence import load, save
 from .registry import DetectorInfo, builtin_detectors, get_detector, list_detectors, register
@@ -29,6 +37,8 @@ _LAZY = {"select": "bench.selection", "Selection": "bench.selection"}
 _PUBLIC = [
     "ConformalFlagger",
     "DataShape",
+    "DegenerateFitError",
+    "DegenerateFitWarning",
     "Detector",
     "DetectorInfo",
     "InputError",

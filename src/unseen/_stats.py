@@ -6,6 +6,8 @@ import numpy as np
 from scipy import sparse
 from scipy.special import logsumexp, softmax
 
+from .exceptions import InputError
+
 __all__ = ["ClassMoments", "logsumexp_rows", "pinv_whitening", "softmax_rows", "sym_eig_desc"]
 
 
@@ -75,7 +77,13 @@ class ClassMoments:
 
 def sym_eig_desc(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues (descending) and eigenvectors (columns) of a symmetric matrix, in float64."""
-    vals, vecs = np.linalg.eigh(np.asarray(S, dtype=np.float64))
+    try:
+        vals, vecs = np.linalg.eigh(np.asarray(S, dtype=np.float64))
+    except np.linalg.LinAlgError as exc:
+        raise InputError(
+            f"The eigendecomposition of the {S.shape[0]}x{S.shape[0]} covariance did not converge ({exc}); the "
+            "features span too many orders of magnitude. Standardise the features before fitting."
+        ) from None
     return vals[::-1].copy(), vecs[:, ::-1].copy()
 
 

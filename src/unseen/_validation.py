@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import mmap
 import numbers
 import os
@@ -22,7 +23,8 @@ def as_float_array(
 ) -> np.ndarray:
     """Return ``X`` as a finite 2-D float32/float64 array, or raise an :class:`InputError` that says why.
 
-    float32 input stays float32 (memory and speed); anything else becomes float64.
+    float32 input stays float32 (memory and speed); anything else becomes float64. Every entry must be finite
+    and at most :data:`MAX_MAGNITUDE` (1e15) in absolute value.
     """
     if isinstance(X, (str, os.PathLike)):
         raise InputError(
@@ -58,15 +60,37 @@ def as_float_array(
     return arr
 
 
+#: The largest magnitude accepted in data and heads. Features and logits of trained models are many orders of
+#: magnitude smaller; values beyond it come from overflow, uninitialised memory or unscaled raw data, and their
+#: squares and products (distances, covariances, logits) would overflow float32 or lose every digit of float64.
+MAX_MAGNITUDE = 1e15
+
+
 def check_finite(arr: np.ndarray, *, owner: str, what: str = "X", row_offset: int = 0) -> None:
-    """Raise if ``arr`` holds NaN or infinity, naming the first offending row."""
-    if not np.isfinite(arr.sum()) and not np.isfinite(arr).all():
+    """Raise if ``arr`` holds NaN, infinity or a value beyond :data:`MAX_MAGNITUDE`, naming the first such entry."""
+    lo, hi = arr.min(), arr.max()  # both NaN when any entry is NaN; one of them infinite when any entry is
+    if np.isfinite(lo) and np.isfinite(hi) and max(-float(lo), float(hi)) <= MAX_MAGNITUDE:
+        return
+    if not (np.isfinite(lo) and np.isfinite(hi)):
         bad = np.argwhere(~np.isfinite(arr))[0]
         kind = "NaN" if np.isnan(arr[tuple(bad)]) else "infinity"
         raise InputError(
-            f"{owner} found {kind} in {what} at row {int(bad[0]) + row_offset}, column {int(bad[1])}. "
+            f"{owner} found {kind} in {what} at {_where(bad, row_offset)}. "
             "Remove or impute non-finite values before fitting or scoring."
         )
+    bad = np.argwhere(np.abs(arr) > MAX_MAGNITUDE)[0]
+    raise InputError(
+        f"{owner} found a value of magnitude {abs(float(arr[tuple(bad)])):.3g} in {what} at {_where(bad, row_offset)}; "
+        f"unseen accepts values up to {MAX_MAGNITUDE:.0e} in absolute value. Features and logits of trained models "
+        "are far smaller, so this comes from an overflow, uninitialised memory or unscaled raw data: check the "
+        "encoder's output, or rescale the data (e.g. standardise each column) before fitting and scoring."
+    )
+
+
+def _where(index: np.ndarray, row_offset: int) -> str:
+    if index.shape[0] == 1:
+        return f"index {int(index[0])}"
+    return f"row {int(index[0]) + row_offset}, column {int(index[1])}"
 
 
 def check_labels(y: Any, n_samples: int, *, owner: str) -> np.ndarray:
@@ -134,8 +158,8 @@ def check_head(head: Any, n_features: int, *, owner: str) -> tuple[np.ndarray, n
     if b.shape != (W.shape[0],):
         raise InputError(f"{owner} expected the head bias b of shape ({W.shape[0]},), got {b.shape}.")
     for name, arr in (("W", W), ("b", b)):
-        if not np.all(np.isfinite(arr)):
-            raise InputError(f"{owner} found NaN or infinity in the head's {name}.")
+        if arr.size:
+            check_finite(arr, owner=owner, what=f"the head's {name}")
     return W, b
 
 
@@ -151,17 +175,33 @@ def check_param(
     high_inclusive: bool = True,
     choices: Iterable[Any] | None = None,
 ) -> Any:
-    """Validate one hyperparameter: its type, its range or its allowed values."""
+    """Validate one hyperparameter: its type, its range or its allowed values.
+
+    Numbers must be finite (NaN and infinity are refused with the parameter's name: a NaN compares False
+    with every bound, so without this check it would pass any range). ``kind=int`` accepts any integral
+    number (``numpy.int64`` too); ``bool`` is never a number here.
+
+    Examples
+    --------
+    >>> check_param(0.5, "tpr", owner="KNN", low=0.0, high=1.0)
+    0.5
+    >>> check_param(float("nan"), "tpr", owner="KNN", low=0.0, high=1.0)
+    Traceback (most recent call last):
+    ...
+    unseen.exceptions.InputError: KNN: tpr must be a finite number, got nan.
+    """
     if choices is not None:
         choices = list(choices)
-        if value not in choices:
+        if not any(_is_choice(value, c) for c in choices):
             raise InputError(f"{owner}: {name} must be one of {choices}, got {value!r}.")
         return value
-    if isinstance(value, bool) or not isinstance(value, kind):
-        expected = " or ".join(k.__name__ for k in kind) if isinstance(kind, tuple) else kind.__name__
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    kinds = tuple(numbers.Integral if k is int else k for k in kinds)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, kinds):
+        expected = " or ".join(_kind_name(k) for k in kinds)
         raise InputError(f"{owner}: {name} must be {expected}, got {value!r} ({type(value).__name__}).")
-    if isinstance(value, numbers.Real) and value != value:  # NaN passes every comparison below
-        raise InputError(f"{owner}: {name} must be a number, got nan.")
+    if isinstance(value, numbers.Real) and not math.isfinite(value):
+        raise InputError(f"{owner}: {name} must be a finite number, got {value!r}.")
     if low is not None and (value < low or (value == low and not low_inclusive)):
         op = ">=" if low_inclusive else ">"
         raise InputError(f"{owner}: {name} must be {op} {low}, got {value!r}.")
@@ -169,6 +209,24 @@ def check_param(
         op = "<=" if high_inclusive else "<"
         raise InputError(f"{owner}: {name} must be {op} {high}, got {value!r}.")
     return value
+
+
+def _is_choice(value: Any, choice: Any) -> bool:
+    """``value == choice`` without its surprises: ``True`` is not ``1``, and an array is no choice."""
+    if isinstance(value, (bool, np.bool_)) != isinstance(choice, (bool, np.bool_)):
+        return False
+    try:
+        return bool(value == choice)
+    except Exception:  # an array or another object without a plain ==
+        return False
+
+
+def _kind_name(kind: type) -> str:
+    if kind is numbers.Integral:
+        return "int"
+    if kind is numbers.Real:
+        return "a real number"
+    return getattr(kind, "__name__", str(kind))
 
 
 # --------------------------------------------------------------------------------------------- chunks
@@ -227,8 +285,8 @@ def _memmap_blocks(arr: np.memmap, rows: int) -> Iterator[np.ndarray]:
 class ChunkSource:
     """Row blocks of a data matrix that may not fit in memory, validated as they are read.
 
-    Accepts an array (including ``np.memmap``), a path to a ``.npy`` file, a list/tuple of 2-D arrays,
-    or a zero-argument callable that returns a fresh iterator of 2-D arrays. A one-shot iterator
+    Accepts an array (including ``np.memmap``), a list of rows (a list of lists), a path to a ``.npy`` file,
+    a list/tuple of 2-D arrays (blocks), or a zero-argument callable that returns a fresh iterator of 2-D arrays. A one-shot iterator
     (a generator) is accepted too, but can be read once only.
 
     Iterating yields ``(start_row, block)`` with ``block`` a finite float32/float64 array.
@@ -258,6 +316,11 @@ class ChunkSource:
                 as_float_array(arr, owner=owner)  # raises the standard shape error
             self.n_samples = arr.shape[0]
             self._factory = lambda: (arr[i : i + self.chunk_rows] for i in range(0, max(arr.shape[0], 1), self.chunk_rows))
+        elif isinstance(data, (list, tuple)) and data and np.ndim(data[0]) <= 1:
+            # A list of rows (a list of lists, as every in-memory detector takes), not a list of blocks.
+            arr = as_float_array(data, owner=owner)
+            self.n_samples = arr.shape[0]
+            self._factory = lambda: (arr[i : i + self.chunk_rows] for i in range(0, arr.shape[0], self.chunk_rows))
         elif isinstance(data, (list, tuple)):
             if len(data) == 0:
                 raise InputError(f"{owner} got an empty list of chunks.")
@@ -304,7 +367,7 @@ class ChunkSource:
             if arr.ndim == 2 and arr.shape[0] == 0:
                 continue
             arr = as_float_array(
-                arr, owner=self.owner, what=f"the chunk starting at row {start}", n_features=self._expected_features, row_offset=start
+                arr, owner=self.owner, what=f"X (block starting at row {start})", n_features=self._expected_features, row_offset=start
             )
             yield start, arr
             start += arr.shape[0]

@@ -17,6 +17,7 @@ class, so a detector registered by another package takes part in all of them by 
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ from ._validation import (
     check_labels,
     check_param,
 )
-from .exceptions import InputError, NotFittedError
+from .exceptions import DegenerateFitWarning, InputError, NotFittedError
 
 __all__ = ["DataShape", "Detector", "Neighbours", "Signals", "threshold_at_tpr"]
 
@@ -223,7 +224,28 @@ class Detector:
     has_unknown_proba: ClassVar[bool] = False
     unknown_proba_note: ClassVar[str] = ""
 
+    #: Fitted state every detector has, name -> spec string (:mod:`unseen._schema`).
+    base_state_spec: ClassVar[dict[str, str]] = {
+        "offset_": "float",
+        "n_features_in_": "int>=1",
+        "W_": "float[K, D]|None",
+        "b_": "float[K]|None",
+    }
+    #: The detector's own fitted state, name -> spec string (:mod:`unseen._schema`), e.g.
+    #: ``{"bank_": "float32[N, D]", "k_": "int>=1"}``. Loading refuses any other name and checks types and shapes
+    #: before reading an array. None: undeclared (a plugin's detector), loaded under the generic rules only
+    #: (public names ending in ``_`` that shadow nothing, then the probe row).
+    state_spec: ClassVar[dict[str, str] | None] = None
+
     tpr: float
+
+    @classmethod
+    def declared_state(cls) -> dict[str, str] | None:
+        """Every declared state name -> spec (the base's and the class's), or None when the class declares none."""
+        from ._schema import spec_of
+
+        own = spec_of(cls)
+        return None if own is None else {**cls.base_state_spec, **own}
 
     # ------------------------------------------------------------------------------------ capabilities
 
@@ -352,7 +374,19 @@ class Detector:
             if X.shape[0] > THRESHOLD_SAMPLE:
                 idx = np.sort(np.random.default_rng(0).choice(X.shape[0], THRESHOLD_SAMPLE, replace=False))
                 sample = X[idx]
-        self.offset_ = self._threshold(self._score_fit_sample(sample))
+        fit_scores = np.asarray(self._score_fit_sample(sample), dtype=np.float64)
+        if not np.isfinite(fit_scores).all():
+            _refuse_non_finite(owner, fit_scores, sample, 0, fitting=True)
+        if fit_scores.shape[0] >= 10 and fit_scores.min() == fit_scores.max() and np.any(sample.min(0) != sample.max(0)):
+            warnings.warn(
+                f"{owner}: all {fit_scores.shape[0]} fit rows get the same score ({fit_scores[0]:.6g}) although they "
+                "differ, so the threshold cannot rank them and predict() accepts only inputs that score at least "
+                "as high. The score saturates on this data (e.g. softmax probabilities of exactly 1 on very "
+                "confident logits): try a detector without saturation (MaxLogit, Energy) or rescale the inputs.",
+                DegenerateFitWarning,
+                stacklevel=2,
+            )
+        self.offset_ = self._threshold(fit_scores)
         return self
 
     def _set_head(self, head: Any) -> None:
@@ -400,8 +434,23 @@ class Detector:
     def _score_batched(self, X: np.ndarray) -> np.ndarray:
         rows = self.score_batch_rows
         if X.shape[0] <= rows:
-            return np.asarray(self._score(X), dtype=np.float64)
-        return np.concatenate([np.asarray(self._score(X[i : i + rows]), dtype=np.float64) for i in range(0, X.shape[0], rows)])
+            return self._score_block(X, 0)
+        return np.concatenate([self._score_block(X[i : i + rows], i) for i in range(0, X.shape[0], rows)])
+
+    def _score_block(self, X: np.ndarray, start: int) -> np.ndarray:
+        """``_score`` of one block, checked: one finite float64 score per row, or an error that says why.
+
+        float32 products are fast but overflow sooner; a block whose scores are not finite is scored again in
+        float64, and a score that is still not finite is refused rather than returned.
+        """
+        # Overflow is not warned about here: a score it makes non-finite is re-computed or refused below.
+        with np.errstate(over="ignore", invalid="ignore"):
+            s = _checked_shape(self._score(X), X.shape[0], type(self).__name__)
+            if not np.isfinite(s).all() and X.dtype != np.float64:
+                s = _checked_shape(self._score(X.astype(np.float64)), X.shape[0], type(self).__name__)
+        if not np.isfinite(s).all():
+            _refuse_non_finite(type(self).__name__, s, X, start)
+        return s
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         """Scores of a validated block, higher = more in-distribution."""
@@ -548,11 +597,21 @@ class Detector:
         for key, value in state.items():
             setattr(self, key, value)
 
-    def save(self, path: str | Path) -> Path:
+    def _check_state(self) -> None:
+        """Invariants of a loaded state beyond the declared types and shapes (raise InputError); subclasses extend."""
+
+    def _check_loaded(self) -> None:
+        """Called by :func:`unseen.load` after the state is set: the state's invariants, then one probe row scored,
+        so that a file whose parts do not fit together is refused at load, not at the first request."""
+        self._check_state()
+        self._score_batched(np.zeros((1, int(self.n_features_in_))))
+
+    def save(self, path: str | Path, *, key: bytes | str | None = None) -> Path:
         """Save the fitted detector without pickle: a JSON manifest plus ``.npz`` arrays.
 
         A path with a suffix (``knn.unseen``) gives one file; a path without a suffix, or an existing
-        directory, gives a directory holding ``manifest.json`` and ``arrays.npz``.
+        directory, gives a directory holding ``manifest.json`` and ``arrays.npz``. With ``key`` the file is
+        signed (HMAC-SHA256) and ``unseen.load(path, key=key)`` verifies it; see :func:`unseen.save`.
 
         Examples
         --------
@@ -560,7 +619,7 @@ class Detector:
         """
         from .persistence import save
 
-        return save(self, path)
+        return save(self, path, key=key)
 
 
 class _Recorded:
@@ -579,6 +638,29 @@ class _Recorded:
     @property
     def n_samples(self) -> int | None:
         return self.source.n_samples
+
+
+def _checked_shape(scores: Any, n_rows: int, owner: str) -> np.ndarray:
+    s = np.asarray(scores, dtype=np.float64)
+    if s.shape != (n_rows,):
+        raise InputError(
+            f"{owner}._score returned scores of shape {s.shape} for {n_rows} rows; a detector must return one "
+            "score per row (shape (n_rows,))."
+        )
+    return s
+
+
+def _refuse_non_finite(owner: str, scores: np.ndarray, X: np.ndarray, start: int, *, fitting: bool = False) -> None:
+    """Raise the error for a score that is not finite, naming the first such row and the input's scale."""
+    i = int(np.flatnonzero(~np.isfinite(scores))[0])
+    magnitude = float(np.abs(np.asarray(X[i], dtype=np.float64)).max()) if i < X.shape[0] else float("nan")
+    when = "at fit, the score of fit row" if fitting else "the score of row"
+    raise InputError(
+        f"{owner} could not compute a finite score: {when} {start + i} is {scores[i]} (its largest "
+        f"entry has magnitude {magnitude:.3g}). The row is beyond the range the detector can represent in "
+        "floating point for this fit; rescale the inputs (the same way for fit and scoring), or refit on data "
+        "of the same scale."
+    )
 
 
 def _same(a: Any, b: Any) -> bool:

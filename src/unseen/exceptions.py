@@ -8,6 +8,8 @@ scikit-learn keeps working.
 from __future__ import annotations
 
 __all__ = [
+    "DegenerateFitError",
+    "DegenerateFitWarning",
     "InputError",
     "MissingDependencyError",
     "NotFittedError",
@@ -22,6 +24,14 @@ class UnseenError(Exception):
 
 class InputError(UnseenError, ValueError):
     """Data or hyperparameters that a detector cannot use (wrong shape, NaN, missing labels, ...)."""
+
+
+class DegenerateFitError(InputError):
+    """A fit that would score every input alike (no spread, one class, an all-zero head...): refused, with why."""
+
+
+class DegenerateFitWarning(UserWarning):
+    """Every fit row got the same score (saturated logits, a plugin's constant score): the threshold cannot rank."""
 
 
 class NotFittedError(UnseenError, AttributeError):

@@ -41,6 +41,39 @@ def _choose(path: Path, names: list[str], what: str) -> InputError:
     )
 
 
+def _check_npz(path: Path) -> None:
+    """An ``.npz`` file is a zip archive (a text file with that name is not reported as pickles)."""
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"{path} is not an .npz file (not a zip archive). Save arrays with np.savez(path, X=X).")
+
+
+def _check_npy(path: Path) -> None:
+    """A ``.npy`` file's header, checked before NumPy reads it: the magic bytes (a text file named ``.npy`` is
+    not reported as pickles), no Python objects, and a file long enough for the shape it declares (a truncated
+    file is not reported as an mmap length error)."""
+    with open(path, "rb") as fh:
+        start = fh.read(6)
+        if start != b"\x93NUMPY":
+            what = "a zip (.npz?) archive" if start[:2] == b"PK" else f"bytes {start!r}"
+            raise InputError(f"{path} is not a .npy file: it starts with {what}, not the NumPy header. Save arrays "
+                             "with np.save(path, X).")
+        fh.seek(0)
+        try:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(fh)
+        except ValueError as exc:
+            raise InputError(f"{path} has a damaged .npy header: {exc}") from None
+        data_start = fh.tell()
+    if dtype.hasobject:
+        raise InputError(f"{path} holds Python objects (pickles), which unseen never loads.")
+    expected = data_start + int(np.prod(shape)) * dtype.itemsize
+    size = path.stat().st_size
+    if size < expected:
+        raise InputError(f"{path} is truncated: its header declares an array of shape {tuple(shape)} ({dtype}), "
+                         f"{expected} bytes with the header, but the file has {size}.")
+
+
 def read_array(path: str | Path, key: str | None = None, *, mmap: bool = False) -> np.ndarray:
     """Read one array from ``.npy`` (optionally memory-mapped) or ``.npz`` (``key`` picks the array).
 
@@ -56,7 +89,9 @@ def read_array(path: str | Path, key: str | None = None, *, mmap: bool = False) 
         raise InputError(f"{path} holds one array; drop the array name {key!r} (names pick an array of an .npz file).")
     try:
         if path.suffix == ".npy":
+            _check_npy(path)
             return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+        _check_npz(path)
         with np.load(path, allow_pickle=False) as npz:
             keys = list(npz.keys())
             if key is None:
@@ -188,6 +223,7 @@ def read_head(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     _check_exists(path)
     if path.suffix != ".npz":
         raise InputError(f"The head must be an .npz file with arrays 'W' and 'b', got {path.name}.")
+    _check_npz(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             if "W" not in npz:

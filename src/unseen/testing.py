@@ -2,8 +2,10 @@
 
 Every registered detector must keep the contract: one score direction (higher = more in-distribution),
 ``decision_function = score_samples - offset_``, a threshold that accepts ``tpr`` of the fit data,
-``calibrate``, pickle-free save/load with identical scores, no mutation when scoring, chunked scoring equal to
-one call, float32 input, clear errors on NaN/inf, wrong shapes, unfitted use and missing labels or head,
+``calibrate``, pickle-free save/load with identical scores (signed too) and a fitted state that matches its
+declaration, no mutation when scoring, chunked scoring equal to one call, float32 input, a list of lists,
+clear errors on NaN/inf inputs and hyperparameters, on magnitudes beyond 1e15 (finite scores below), on fits
+that cannot discriminate, wrong shapes, unfitted use and missing labels or head,
 scikit-learn ``clone``, declared capabilities that match what the class does, explanations, and a docstring
 with a summary line and an example. As scikit-learn's ``check_estimator``::
 
@@ -36,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from .base import DataShape, Detector, Neighbours, Signals
-from .exceptions import InputError, NotFittedError
+from .exceptions import InputError, NotFittedError, PersistenceError
 from .metrics import auroc
 
 __all__ = ["ConformanceData", "check_detector", "detector_checks", "make_data", "parametrize_with_checks"]
@@ -232,6 +234,37 @@ def check_save_load(cls: type[Detector], data: ConformanceData) -> None:
             _assert(loaded.get_params() == det.get_params() or repr(loaded) == repr(det), f"{cls.__name__}: params changed")
             np.testing.assert_array_equal(loaded.score_samples(X), det.score_samples(X), err_msg=f"{cls.__name__} {layout}")
             _assert(loaded.offset_ == det.offset_, f"{cls.__name__}: the threshold changed on load")
+        key = b"conformance-check-signing-key"
+        signed = det.save(Path(tmp) / "signed.unseen", key=key)
+        np.testing.assert_array_equal(load(signed, key=key).score_samples(X), det.score_samples(X), err_msg=cls.__name__)
+        with _raises(PersistenceError, "another key", f"{cls.__name__}: a file loaded with the wrong key"):
+            load(signed, key=b"not-the-key-it-was-signed-with")
+
+
+def check_declared_state(cls: type[Detector], data: ConformanceData) -> None:
+    """The fitted state matches the class's ``state_spec`` (names, types, shapes), so saved files can be checked
+    against it; a class without one (a plugin) is loaded under the generic rules and passes."""
+    from ._schema import SchemaError, check_state, parse_spec
+
+    declared = cls.declared_state()
+    if declared is None:
+        return
+    for key, text in declared.items():
+        try:
+            parse_spec(text)
+        except ValueError as exc:
+            raise AssertionError(f"{cls.__name__}.state_spec[{key!r}]: {exc}") from None
+    state = data.fitted(cls)._get_state()
+    arrays = {k: {"dtype": v.dtype.str, "shape": list(v.shape)} for k, v in state.items() if isinstance(v, np.ndarray)}
+    nested = {k: v for k, v in state.items() if k not in arrays and (hasattr(v, "_get_state") or
+              (isinstance(v, list) and v and all(hasattr(m, "_get_state") for m in v)))}
+    nested = {k: (v if isinstance(v, list) else {}) for k, v in nested.items()}
+    scalars = {k: v for k, v in state.items() if k not in arrays and k not in nested}
+    scalars = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in scalars.items()}
+    try:
+        check_state(arrays, nested, declared, scalars)
+    except SchemaError as exc:
+        raise AssertionError(f"{cls.__name__}: the fitted state does not match its state_spec: {exc}") from None
 
 
 def check_scoring_is_pure_and_chunkable(cls: type[Detector], data: ConformanceData) -> None:
@@ -277,6 +310,58 @@ def check_nan_and_inf(cls: type[Detector], data: ConformanceData) -> None:
     Xf[10, 0] = np.nan
     with _raises(InputError, "NaN", f"{cls.__name__}.fit with NaN"):
         data.make(cls).fit(Xf, **data.fit_kwargs(cls))
+
+
+def check_non_finite_params(cls: type[Detector], data: ConformanceData) -> None:
+    """Every hyperparameter set to NaN or infinity is refused at fit with an InputError that names it."""
+    X = data.inputs(cls, data.X[:50])
+    for name in cls()._param_names():
+        for bad in (float("nan"), float("inf")):
+            det = data.make(cls).set_params(**{name: bad})
+            with _raises(InputError, re.escape(name), f"{cls.__name__}({name}={bad})"):
+                det.fit(X, **{k: (v[:50] if k == "y" else v) for k, v in data.fit_kwargs(cls).items()})
+
+
+def check_magnitudes(cls: type[Detector], data: ConformanceData) -> None:
+    """Inputs up to the documented bound (1e15) score finite or raise an InputError; beyond it, an InputError
+    names the magnitude. Never a non-finite score, never a bare NumPy/SciPy error."""
+    from ._validation import MAX_MAGNITUDE
+
+    det = data.fitted(cls)
+    X = data.inputs(cls, data.X_ood[:20])
+    for dtype in (np.float64, np.float32):
+        big = (X / np.abs(X).max() * MAX_MAGNITUDE).astype(dtype)
+        try:
+            s = det.score_samples(big)
+        except InputError:
+            continue
+        _assert(np.all(np.isfinite(s)), f"{cls.__name__}: inputs of magnitude 1e15 ({dtype.__name__}) gave non-finite scores")
+    with _raises(InputError, "magnitude", f"{cls.__name__}.score_samples with a value of 1e16"):
+        det.score_samples(X * 0 + 1e16)
+
+
+def check_degenerate_fit(cls: type[Detector], data: ConformanceData) -> None:
+    """A fit on identical all-zero rows either raises an InputError (DegenerateFitError: why it cannot
+    discriminate) or gives a detector that still tells different inputs apart: never one score for everything."""
+    zeros = np.zeros_like(data.inputs(cls, data.X))
+    try:
+        det = data.make(cls).fit(zeros, **data.fit_kwargs(cls))
+    except InputError as exc:
+        _assert(str(exc), f"{cls.__name__}: an empty error message")
+        return
+    s = det.score_samples(data.inputs(cls, np.vstack([data.X_test[:50], data.X_ood[:50]])))
+    _assert(np.all(np.isfinite(s)) and s.min() < s.max(),
+            f"{cls.__name__} fitted on all-zero rows scores every input {s[0]}: refuse the fit (DegenerateFitError)")
+
+
+def check_list_input(cls: type[Detector], data: ConformanceData) -> None:
+    """A list of lists is accepted at fit and at scoring (streaming detectors too), with the array's scores."""
+    X = data.inputs(cls, data.X)
+    kwargs = data.fit_kwargs(cls)
+    det = data.make(cls).fit(X.tolist(), **{k: (v.tolist() if k == "y" else v) for k, v in kwargs.items()})
+    Q = data.inputs(cls, data.X_test[:10])
+    np.testing.assert_allclose(det.score_samples(Q.tolist()), data.fitted(cls).score_samples(Q), rtol=1e-9,
+                               err_msg=f"{cls.__name__}: a list of lists scores differently from the array")
 
 
 def check_bad_shapes(cls: type[Detector], data: ConformanceData) -> None:
@@ -372,9 +457,14 @@ CHECKS: tuple[Callable[[type[Detector], ConformanceData], None], ...] = (
     check_threshold,
     check_calibrate,
     check_save_load,
+    check_declared_state,
     check_scoring_is_pure_and_chunkable,
     check_float32,
     check_nan_and_inf,
+    check_magnitudes,
+    check_non_finite_params,
+    check_degenerate_fit,
+    check_list_input,
     check_bad_shapes,
     check_unfitted,
     check_params,

@@ -117,7 +117,7 @@ def fit(
             rule += f" ({int(osc.fallback_.sum())} classes on the global {osc.threshold_:.6g} for lack of rows)"
     inputs = "features + head" if osc.input_ == "head" else "logits"
     say(f"fitted {osc!r} on {np.shape(X)[0]} rows ({inputs}), {osc.classes_.shape[0]} known classes; {rule} "
-        f"(accepts {osc.tpr:.0%} of the {on} rows); unknown label {osc.unknown_label!r}; saved to {path}")
+        f"(accepts {osc.tpr:.0%} of the {on} rows); unknown label {osc.unknown_label_!r}; saved to {path}")
 
 
 def _unknown_label(text: str | None, y: np.ndarray) -> int | str:
@@ -151,9 +151,9 @@ def predict(
     with working(f"classifying {np.shape(X)[0]} rows"):
         out = osc.classify(X)
     n = out.labels.shape[0]
-    n_unknown = int((out.labels == osc.unknown_label).sum())
+    n_unknown = int((out.labels == osc.unknown_label_).sum())
     say(f"classified {n} rows with {osc!r}: {n - n_unknown} as known classes "
-        f"({_class_counts(out.labels, osc.classes_)}), {n_unknown} as unknown {osc.unknown_label!r} "
+        f"({_class_counts(out.labels, osc.classes_)}), {n_unknown} as unknown {osc.unknown_label_!r} "
         f"({n_unknown / max(n, 1):.1%})")
     if output is None:
         say("(pass -o preds.csv for the label, score and decision of every row)")

@@ -365,6 +365,11 @@ class ConformalFlagger:
     """
 
     name = "conformal_flagger"
+    #: The calibrated state a saved file may hold (:mod:`unseen._schema`).
+    state_spec = {
+        "calibration_scores_": "float[N]", "n_calibration_": "int>=1=N", "classes_": "int[C]", "class_counts_": "int[C]",
+        "epsilon_": "float",
+    }
 
     def __init__(
         self,
@@ -395,8 +400,9 @@ class ConformalFlagger:
         """Parameters as a dict (scikit-learn compatible); ``detector`` is the fitted detector itself."""
         return {k: getattr(self, k) for k in ("detector", "alpha", "mode", "delta", "randomize", "seed")}
 
-    def save(self, path: str | Path) -> Path:
-        """Save the calibrated flagger with its fitted detector, without pickle (see :func:`unseen.save`).
+    def save(self, path: str | Path, *, key: bytes | str | None = None) -> Path:
+        """Save the calibrated flagger with its fitted detector, without pickle (see :func:`unseen.save`, which
+        also explains ``key``).
 
         The detector must be an unseen detector; ``seed`` must be None or an integer (a generator's state
         is not saved, so a loaded randomised flagger starts its draws anew).
@@ -407,7 +413,24 @@ class ConformalFlagger:
         """
         from ..persistence import save
 
-        return save(self, path)
+        return save(self, path, key=key)
+
+    def _check_loaded(self) -> None:
+        """Called by :func:`unseen.load`: the calibration scores are finite and sorted (within each class), and the
+        class counts add up to them."""
+        s = self.calibration_scores_
+        if not np.isfinite(s).all():
+            raise InputError("calibration_scores_ holds non-finite values")
+        conditional = self.mode == "class_conditional"
+        counts = self.class_counts_ if conditional else np.array([s.shape[0]])
+        if (counts < 1).any() or int(counts.sum()) != s.shape[0] or (conditional and np.any(np.diff(self.classes_) <= 0)):
+            raise InputError("the class counts do not add up to the calibration scores")
+        ends = np.cumsum(counts)
+        for start, end in zip(ends - counts, ends):
+            if np.any(np.diff(s[start:end]) < 0):
+                raise InputError("calibration_scores_ is not sorted")
+        if not 0.0 <= self.epsilon_ < 1.0:
+            raise InputError(f"epsilon_ = {self.epsilon_} is not a DKWM correction")
 
     def _get_state(self) -> dict[str, Any]:
         self._check_calibrated()
@@ -455,12 +478,30 @@ class ConformalFlagger:
             )
 
     def _detector_scores(self, X: Any) -> np.ndarray:
-        # Shape, NaN and feature-count checks are the detector's (its errors name what it was fitted on).
-        scores = np.asarray(self.detector.score_samples(X), dtype=np.float64).ravel()
+        # Shape, NaN and feature-count checks of X are the detector's (its errors name what it was fitted on);
+        # what comes back is checked here, since any object with score_samples may be wrapped.
+        name = type(self.detector).__name__
+        raw = self.detector.score_samples(X)
+        try:
+            scores = np.asarray(raw)
+        except Exception:  # ragged
+            scores = np.asarray(None)
+        if scores.dtype.kind not in "iuf":
+            raise InputError(
+                f"{name}.score_samples returned {type(raw).__name__} of dtype {scores.dtype}, not real numbers; it "
+                "must return one real score per row (higher = more in-distribution)."
+            )
+        scores = scores.astype(np.float64, copy=False)
+        n_rows = np.shape(X)[0] if np.ndim(X) >= 1 else None
+        if scores.ndim != 1 or (n_rows is not None and scores.shape[0] != n_rows):
+            raise InputError(
+                f"{name}.score_samples returned scores of shape {scores.shape} for {n_rows} input rows; conformal "
+                "p-values need exactly one score per row, shape (n_rows,). Fix the detector's score_samples."
+            )
         if np.isnan(scores).any():
             raise InputError(
-                f"{type(self.detector).__name__}.score_samples returned NaN scores; conformal p-values need "
-                "ordered scores. Check the inputs and the detector."
+                f"{name}.score_samples returned NaN scores (first at row {int(np.flatnonzero(np.isnan(scores))[0])}); "
+                "conformal p-values need ordered scores. Check the inputs and the detector."
             )
         return scores
 
@@ -473,7 +514,9 @@ class ConformalFlagger:
         ----------
         X_cal : array-like of shape (n, n_features)
             In-distribution inputs, exchangeable with the ID inputs to be tested, **disjoint from the data
-            the detector was fitted on** (scores of fit data are optimistic and break the guarantee).
+            the detector was fitted on** (scores of fit data are optimistic and break the guarantee). Their
+            scores must be finite (an infinite calibration score would skew every p-value); the detector must
+            return one score per row.
         y_cal : array-like of shape (n,), optional
             Class of each calibration row; required in ``"class_conditional"`` mode, ignored otherwise.
             Use the same kind of class you will pass to :meth:`p_values` (predicted or true).
@@ -497,6 +540,15 @@ class ConformalFlagger:
                 f"data (at least {min_calibration_size(self.alpha)} rows for alpha={self.alpha})."
             )
         scores = self._detector_scores(X_cal)
+        if not np.isfinite(scores).all():
+            bad = np.flatnonzero(~np.isfinite(scores))
+            raise InputError(
+                f"{owner}.calibrate: {type(self.detector).__name__} gave {bad.size} of {scores.shape[0]} calibration "
+                f"rows an infinite score (first: row {int(bad[0])}, {scores[bad[0]]}). Calibration scores are the "
+                "reference the p-values rank against, so each must be a finite number: an infinite one counts below "
+                "(or above) every input and skews every p-value. Fix the detector, or drop those rows if they are "
+                "not in-distribution."
+            )
         n = scores.shape[0]
         for key in ("calibration_scores_", "classes_", "class_counts_", "n_calibration_", "epsilon_"):
             self.__dict__.pop(key, None)

@@ -111,9 +111,11 @@ class OpenSetClassifier:
     thresholds : {"global", "per_class"}, default "global"
     tpr : float in (0, 1], default 0.95
         Fraction of in-distribution data to accept (overall, or per predicted class).
-    unknown_label : int or str, default -1
-        The label :meth:`predict` returns for rejected inputs; must not be a known class, and must be a
-        string when the class labels are strings.
+    unknown_label : int, str or None, default None
+        The label :meth:`predict` returns for rejected inputs (``unknown_label_`` after fit). None: ``-1`` for
+        integer class labels, ``"unknown"`` for string labels. It must not be a known class and must be of
+        the kind of the class labels (a string with string labels): labels of mixed kinds are refused, as
+        scikit-learn refuses them.
     min_class_samples : int, optional
         Per-class mode: fewest samples of a predicted class for its own threshold; default
         ``ceil(1 / (1 - tpr))``.
@@ -124,6 +126,8 @@ class OpenSetClassifier:
         The fitted clone of ``detector``.
     classes_ : ndarray of shape (n_classes,)
         The known class labels, in logit-column order.
+    unknown_label_ : int or str
+        The label of rejected inputs (``unknown_label`` or its default for the kind of the class labels).
     input_ : str
         ``"logits"``, ``"head"`` or ``"classifier"``: what :meth:`fit` was given.
     threshold_ : float
@@ -160,6 +164,13 @@ class OpenSetClassifier:
     """
 
     name = "open_set_classifier"
+    #: The fitted state a saved file may hold (:mod:`unseen._schema`); ``unknown_label_`` is absent from older files.
+    state_spec = {
+        "W_": "float[K, D]|None", "b_": "float[K]|None", "classes_": "label[C]", "class_counts_": "int[C]",
+        "fallback_": "bool[C]", "thresholds_": "float[C]", "threshold_": "float", "classifier_": "null",
+        "detector_input_": "str", "input_": "str", "n_features_in_": "int>=1", "detector_": "detector",
+        "unknown_label_": "label?",
+    }
 
     def __init__(
         self,
@@ -167,7 +178,7 @@ class OpenSetClassifier:
         *,
         thresholds: str = "global",
         tpr: float = 0.95,
-        unknown_label: Any = -1,
+        unknown_label: Any = None,
         min_class_samples: int | None = None,
     ):
         self.detector = detector
@@ -179,7 +190,7 @@ class OpenSetClassifier:
     def __repr__(self) -> str:
         extra = "".join(
             f", {k}={getattr(self, k)!r}"
-            for k, default in (("thresholds", "global"), ("tpr", 0.95), ("unknown_label", -1), ("min_class_samples", None))
+            for k, default in (("thresholds", "global"), ("tpr", 0.95), ("unknown_label", None), ("min_class_samples", None))
             if not (getattr(self, k) == default and type(getattr(self, k)) is type(default))
         )
         return f"OpenSetClassifier({self.detector!r}{extra})"
@@ -188,15 +199,27 @@ class OpenSetClassifier:
         """Hyperparameters as a dict (scikit-learn compatible)."""
         return {k: getattr(self, k) for k in ("detector", "thresholds", "tpr", "unknown_label", "min_class_samples")}
 
-    def save(self, path: str | Path) -> Path:
-        """Save the fitted classifier without pickle (see :func:`unseen.save`); load it with :func:`unseen.load`.
+    def save(self, path: str | Path, *, key: bytes | str | None = None) -> Path:
+        """Save the fitted classifier without pickle (see :func:`unseen.save`, which also explains ``key``);
+        load it with :func:`unseen.load`.
 
         A scikit-learn classifier passed as ``classifier=`` is kept only through its linear head
         ``(coef_, intercept_)``; a non-linear one cannot be saved without pickle, so saving refuses it.
         """
         from ..persistence import save
 
-        return save(self, path)
+        return save(self, path, key=key)
+
+    def _check_loaded(self) -> None:
+        """Called by :func:`unseen.load`: the parts fit together (one probe row goes through :meth:`predict`)."""
+        if self.input_ not in ("logits", "head", "classifier") or self.detector_input_ not in ("logits", "features"):
+            raise InputError(f"input_ = {self.input_!r} / detector_input_ = {self.detector_input_!r} cannot be loaded")
+        if (self.input_ == "logits") != (self.W_ is None):  # a saved classifier lives on as its linear head
+            raise InputError(f"input_ = {self.input_!r} and the stored head disagree")
+        n_logits = self.W_.shape[0] if self.W_ is not None else self.n_features_in_
+        if n_logits != self.classes_.shape[0] or self.detector_.n_features_in_ != self.n_features_in_:
+            raise InputError("the classes, the head and the detector disagree on their sizes")
+        self.predict(np.zeros((1, self.n_features_in_)))
 
     def _get_state(self) -> dict[str, Any]:
         self._check_fitted()
@@ -213,6 +236,8 @@ class OpenSetClassifier:
     def _set_state(self, state: dict[str, Any]) -> None:
         for key, value in state.items():
             setattr(self, key, value)
+        if "unknown_label_" not in state:  # saved before the label was resolved at fit: the parameter is it
+            self.unknown_label_ = -1 if self.unknown_label is None else self.unknown_label
 
     # ------------------------------------------------------------------------------------ checks
 
@@ -236,8 +261,8 @@ class OpenSetClassifier:
         check_param(self.thresholds, "thresholds", owner=owner, choices=THRESHOLDS)
         check_param(self.tpr, "tpr", owner=owner, low=0.0, high=1.0, low_inclusive=False)
         u = self.unknown_label
-        if isinstance(u, (bool, np.bool_)) or not isinstance(u, (numbers.Integral, str)):
-            raise InputError(f"{owner}: unknown_label must be an integer or a string, got {u!r}.")
+        if u is not None and (isinstance(u, (bool, np.bool_)) or not isinstance(u, (numbers.Integral, str))):
+            raise InputError(f"{owner}: unknown_label must be None, an integer or a string, got {u!r}.")
         if self.min_class_samples is not None:
             check_param(self.min_class_samples, "min_class_samples", owner=owner, kind=numbers.Integral, low=1)
 
@@ -281,7 +306,7 @@ class OpenSetClassifier:
             shown = np.unique(y[bad])
             hint = (
                 " Samples of unknown classes belong in X_unknown."
-                if np.any(shown == self.unknown_label)
+                if np.any(shown == self.unknown_label_)
                 else ""
             )
             raise InputError(
@@ -403,7 +428,7 @@ class OpenSetClassifier:
                     "be the j-th sorted label and every class needs fit samples: keep only the columns (head rows) "
                     "of the known classes present in y."
                 )
-        self._check_unknown_label()
+        self.unknown_label_ = self._check_unknown_label()
         y_idx = self._encode(labels, "y")
         X_det, logits = self._prepare(X)
         fit_head = (self.W_, self.b_) if self.W_ is not None and self.detector_input_ == "features" and det.takes_head() else None
@@ -451,8 +476,13 @@ class OpenSetClassifier:
             )
         self.detector_input_ = "logits" if head is None and det.input_kind == "logits" else "features"
 
-    def _check_unknown_label(self) -> None:
+    def _check_unknown_label(self) -> Any:
+        """The label of rejected inputs: ``unknown_label``, or by default -1 (integer classes) / ``'unknown'``."""
         u, classes, owner = self.unknown_label, self.classes_, type(self).__name__
+        if u is None:  # the default: the unknown label of the kind of the class labels
+            u = "unknown" if classes.dtype.kind == "U" else -1
+        elif isinstance(u, numbers.Integral):
+            u = int(u)
         if (classes.dtype.kind == "U") != isinstance(u, str):
             kind = "strings" if classes.dtype.kind == "U" else "integers"
             raise InputError(
@@ -461,8 +491,10 @@ class OpenSetClassifier:
             )
         if np.any(classes == u):
             raise InputError(
-                f"{owner}: unknown_label={u!r} is also a known class; choose a label that no known class uses."
+                f"{owner}: unknown_label={u!r} is also a known class; choose a label that no known class uses"
+                f"{' (the default for string labels is unknown_label=' + repr(u) + ')' if self.unknown_label is None else ''}."
             )
+        return u
 
     @staticmethod
     def _fit_row_scores(det: Detector, X: np.ndarray) -> np.ndarray | None:
@@ -567,7 +599,7 @@ class OpenSetClassifier:
         """
         _, scores, pred = self._scores_and_pred(X)
         threshold = self.thresholds_[pred]
-        labels = np.where(scores >= threshold, self.classes_[pred], self.unknown_label)
+        labels = np.where(scores >= threshold, self.classes_[pred], self.unknown_label_)
         return OpenSetPrediction(labels=labels, scores=scores, decision=scores - threshold, class_index=pred)
 
     def predict_closed(self, X: Any) -> np.ndarray:
@@ -675,10 +707,10 @@ class OpenSetClassifier:
         for f in EVAL_CCR_FPRS:
             out[f"ccr_at_fpr_{f:g}"] = metrics.ccr_at_fpr(s_k, correct, s_u, f)
         y_pred = np.concatenate(
-            [np.where(acc_k, self.classes_[pred_k], self.unknown_label), np.where(acc_u, self.classes_[pred_u], self.unknown_label)]
+            [np.where(acc_k, self.classes_[pred_k], self.unknown_label_), np.where(acc_u, self.classes_[pred_u], self.unknown_label_)]
         )
-        y_true = np.concatenate([y, np.full(s_u.shape[0], self.unknown_label)])
-        out["macro_f1_open"] = metrics.macro_f1_open(y_true, y_pred, self.unknown_label)
+        y_true = np.concatenate([y, np.full(s_u.shape[0], self.unknown_label_)])
+        out["macro_f1_open"] = metrics.macro_f1_open(y_true, y_pred, self.unknown_label_)
         out["known_accepted"] = float(np.mean(acc_k))
         out["unknown_rejected"] = float(np.mean(~acc_u))
         return out

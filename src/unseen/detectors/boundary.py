@@ -11,7 +11,7 @@ from scipy import sparse
 
 from .._validation import as_float_array, check_head, check_param
 from ..base import Detector, Signals
-from ..exceptions import InputError
+from ..exceptions import DegenerateFitError, InputError
 
 __all__ = ["FDBD", "SHE"]
 
@@ -56,6 +56,7 @@ class SHE(Detector):
     """
 
     name = "she"
+    state_spec = {"patterns_": "float[K, D]", "n_correct_": "int[K]", "n_samples_": "int[K]?"}
     family = "distance"
     requires_labels = True
     requires_head = True
@@ -95,11 +96,18 @@ class SHE(Detector):
                 "Fit on data covering all classes, or pass a head restricted to the classes present."
             )
         use_correct = n_correct > 0
-        self.patterns_ = np.where(
+        patterns = np.where(
             use_correct[:, None],
             sums_correct / np.maximum(n_correct, 1)[:, None],
             sums_all / n_all[:, None],
         )
+        if not patterns.any():
+            raise DegenerateFitError(
+                f"{owner} cannot tell inputs apart after this fit: every class pattern (the mean fit feature of the "
+                "class) is zero, so every input would score <z, 0> = 0. The fit features are all zero; fit on real "
+                "activations of the model."
+            )
+        self.patterns_ = patterns
         self.n_correct_ = n_correct
         self.n_samples_ = n_all
 
@@ -227,6 +235,7 @@ class FDBD(Detector):
     """
 
     name = "fdbd"
+    state_spec = {"train_mean_": "float[D]", "weight_dist_": "float[K, K]"}
     family = "distance"
     requires_head = True
     supports_chunks = True

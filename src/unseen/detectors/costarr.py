@@ -9,7 +9,7 @@ import numpy as np
 from scipy.special import log_softmax
 
 from ..base import Detector
-from ..exceptions import InputError
+from ..exceptions import DegenerateFitError, InputError
 
 __all__ = ["COSTARR"]
 
@@ -73,6 +73,7 @@ class COSTARR(Detector):
     """
 
     name = "costarr"
+    state_spec = {"means_": "float[K, 2*D]", "class_counts_": "int[K]"}
     family = "openset"
     input_kind = "features"
     requires_labels = True
@@ -111,6 +112,12 @@ class COSTARR(Detector):
             means[c, :D] = zc
             means[c, D:] = zc * W[c]  # mean of z ⊙ w_c = (mean z) ⊙ w_c
             counts[c] = int(rows.sum())
+        if not means.any():
+            raise DegenerateFitError(
+                f"{owner} cannot tell inputs apart after this fit: every class mean of [z; z*w] is zero, so the "
+                "cosine (and the score) would be 0 for every input. The fit features are all zero; fit on real "
+                "activations of the model."
+            )
         self.means_ = means
         self.class_counts_ = counts
 

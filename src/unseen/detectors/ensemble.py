@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -11,7 +12,7 @@ import numpy as np
 from .._validation import check_param
 from .. import base as _base
 from ..base import DataShape, Detector, Signals
-from ..exceptions import InputError
+from ..exceptions import DegenerateFitError, DegenerateFitWarning, InputError
 
 __all__ = ["Ensemble"]
 
@@ -121,6 +122,7 @@ class Ensemble(Detector):
     """
 
     name = "ensemble"
+    state_spec = {"members_": "detectors", "cdf_{i}_": "float[*]"}
     family = "ensemble"
     input_kind = "features"
     requires_labels = False
@@ -183,7 +185,22 @@ class Ensemble(Detector):
                 det.fit(X, **kwargs)
         self.members_ = members
         sample = self._threshold_rows(X)
-        for i, scores in enumerate(self._member_fit_scores(sample)):
+        member_scores = self._member_fit_scores(sample)
+        flat = [i for i, s in enumerate(member_scores) if s.shape[0] > 1 and s.min() == s.max()]
+        if flat and len(flat) == len(members):
+            raise DegenerateFitError(
+                f"Ensemble cannot tell inputs apart after this fit: every member scores all {sample.shape[0]} fit "
+                "rows alike, so each member's empirical CDF is a single step and the combined score takes at most "
+                "two values. The fit rows are identical or constant (all-zero features?); fit on varied rows."
+            )
+        for i in flat:
+            warnings.warn(
+                f"Ensemble member {i} ({members[i].name!r}) scores all {sample.shape[0]} fit rows alike; its "
+                "empirical CDF is a single step, so it only says whether an input scores at least that value.",
+                DegenerateFitWarning,
+                stacklevel=3,
+            )
+        for i, scores in enumerate(member_scores):
             setattr(self, f"cdf_{i}_", np.sort(scores))
             references.append(_ecdf(getattr(self, f"cdf_{i}_"), scores))
         self._fit_sample_scores = (sample.shape[0], self._combine(references))

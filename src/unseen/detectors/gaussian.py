@@ -12,14 +12,15 @@ refitting; the result equals a refit on the changed data (up to rounding).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
 from .._stats import ClassMoments, pinv_whitening
 from .._validation import check_param
 from ..base import Detector, Signals
-from ..exceptions import InputError
+from ..exceptions import DegenerateFitError, InputError
 
 __all__ = ["Gaussian", "Mahalanobis", "RelativeMahalanobis"]
 
@@ -49,6 +50,30 @@ def _sq_dist(Z: np.ndarray, centers: np.ndarray) -> np.ndarray:
     return np.maximum(d, 0.0)
 
 
+def _whitening(cov: np.ndarray, owner: str, what: str = "the fit rows") -> np.ndarray:
+    """:func:`pinv_whitening` of ``cov``, refused when the covariance is zero (every input would score alike)."""
+    L = pinv_whitening(cov)
+    if L.shape[1] == 0:
+        raise DegenerateFitError(
+            f"{owner} cannot tell inputs apart after this fit: {what} have no spread (a single row per class, "
+            "identical rows, or constant features such as all zeros), so the covariance is zero and every input "
+            "would get the same score. Fit on more, varied rows from the encoder."
+        )
+    return L
+
+
+@contextmanager
+def _restored_on_error(det: Detector) -> Iterator[None]:
+    """Undo an update (enroll, forget) that fails half-way, so the detector stays as it was."""
+    saved = dict(vars(det))
+    try:
+        yield
+    except Exception:
+        vars(det).clear()
+        vars(det).update(saved)
+        raise
+
+
 class _GaussianBase(Detector):
     family = "distance"
     supports_chunks = True
@@ -70,6 +95,11 @@ class _ClassGaussian(_GaussianBase):
     can_enroll = True
     can_forget = True
     forget_takes_rows = True
+    # counts_, means_ and scatter_ are absent from files saved before enrollment existed.
+    state_spec = {
+        "classes_": "int[C]", "counts_": "int[C]?", "means_": "float[C, D]?", "scatter_": "float[D, D]?",
+        "scatter_count_": "int>=1?", "location_": "float[D]", "whitening_": "float[D, R]", "centers_": "float[C, R]",
+    }
 
     def _fit_chunks(self, source, y) -> None:
         classes, m = _accumulate(source, y, self.n_features_in_, type(self).__name__)
@@ -83,8 +113,10 @@ class _ClassGaussian(_GaussianBase):
     def _refresh(self) -> None:
         """Location, whitening and whitened class centres from the sufficient statistics."""
         counts = self.counts_
+        whitening = _whitening(self.scatter_ / max(self.scatter_count_, 1), type(self).__name__,
+                               "the rows of each class")
         self.location_ = (counts[:, None] * self.means_).sum(0) / counts.sum()
-        self.whitening_ = pinv_whitening(self.scatter_ / self.scatter_count_)
+        self.whitening_ = whitening
         self.centers_ = (self.means_ - self.location_) @ self.whitening_
 
     def known_classes(self) -> np.ndarray | None:
@@ -136,6 +168,11 @@ class _ClassGaussian(_GaussianBase):
         self._check_enrollable()
         X = self._validate(X)
         label = self._label(label)
+        with _restored_on_error(self):
+            self._enroll(X, label)
+        return self
+
+    def _enroll(self, X: np.ndarray, label: int) -> None:
         classes, counts, means = self.classes_, self.counts_, self.means_
         pos = int(np.searchsorted(classes, label))
         if pos == classes.shape[0] or classes[pos] != label:
@@ -151,7 +188,6 @@ class _ClassGaussian(_GaussianBase):
         self.scatter_ = m.scatter
         self.scatter_count_ = int(self.scatter_count_ + X.shape[0])
         self._refresh()
-        return self
 
     def forget(self, label: int, X=None):
         """Remove a class without refitting.
@@ -184,7 +220,13 @@ class _ClassGaussian(_GaussianBase):
             raise InputError(f"{owner}.forget: label {label} is not a known class; known classes: {classes.tolist()}.")
         if classes.shape[0] == 1:
             raise InputError(f"{owner}.forget: {label} is the only class; a detector needs at least one class.")
-        pos = int(hits[0])
+        with _restored_on_error(self):
+            self._forget(int(hits[0]), label, X)
+        return self
+
+    def _forget(self, pos: int, label: int, X) -> None:
+        owner = type(self).__name__
+        classes = self.classes_
         if X is not None:
             X = self._validate(X)
             n_k = int(self.counts_[pos])
@@ -208,7 +250,6 @@ class _ClassGaussian(_GaussianBase):
         self.counts_ = np.delete(self.counts_, pos)
         self.means_ = np.delete(self.means_, pos, axis=0)
         self._refresh()
-        return self
 
 
 class Mahalanobis(_ClassGaussian):
@@ -298,11 +339,19 @@ class RelativeMahalanobis(_ClassGaussian):
     """
 
     name = "rmds"
+    state_spec = {"background_whitening_": "float[D, *]"}
 
     def __init__(self, *, tpr: float = 0.95):
         self.tpr = tpr
 
     def _refresh(self) -> None:
+        if self.classes_.shape[0] < 2:
+            raise DegenerateFitError(
+                f"RelativeMahalanobis needs at least 2 classes, got {self.classes_.shape[0]} "
+                f"({self.classes_.tolist()}): with one class its Gaussian is the background Gaussian, so "
+                "MD_c^2 - MD_0^2 = 0 and every input would get the same score. Fit with the labels of several "
+                "classes, or use Mahalanobis or Gaussian for a single class."
+            )
         super()._refresh()
         d = self.means_ - self.location_
         total = self.scatter_ + (d * self.counts_[:, None]).T @ d
@@ -356,6 +405,7 @@ class Gaussian(_GaussianBase):
     """
 
     name = "gaussian"
+    state_spec = {"location_": "float[D]", "whitening_": "float[D, R]"}
 
     def __init__(self, *, tpr: float = 0.95):
         self.tpr = tpr
@@ -363,7 +413,7 @@ class Gaussian(_GaussianBase):
     def _fit_chunks(self, source, y) -> None:
         _, m = _accumulate(source, None, self.n_features_in_, type(self).__name__)
         self.location_ = m.total_mean()
-        self.whitening_ = pinv_whitening(m.scatter / m.n)
+        self.whitening_ = _whitening(m.scatter / m.n, type(self).__name__)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         Z = self._whiten(X, self.whitening_).astype(np.float64)

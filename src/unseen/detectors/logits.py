@@ -21,6 +21,7 @@ __all__ = ["GEN", "MSP", "Energy", "Entropy", "KLMatching", "MaxLogit", "Tempera
 class _LogitDetector(Detector):
     family = "logits"
     input_kind = "logits"
+    state_spec = {}
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
         f = self._logits(X[:1])
@@ -82,6 +83,7 @@ class TemperatureScaledMSP(_LogitDetector):
     """
 
     name = "temp_msp"
+    state_spec = {"temperature_": "float"}
     requires_labels = True
     fits_on_validation = True
 
@@ -116,7 +118,7 @@ class MaxLogit(_LogitDetector):
     Examples
     --------
     >>> import numpy as np, unseen
-    >>> unseen.MaxLogit().fit(np.eye(3)).score_samples([[1.0, 5.0, 2.0]])
+    >>> unseen.MaxLogit().fit(np.diag([1.0, 2.0, 3.0])).score_samples([[1.0, 5.0, 2.0]])
     array([5.])
     """
 
@@ -142,7 +144,7 @@ class Energy(_LogitDetector):
     Examples
     --------
     >>> import numpy as np, unseen
-    >>> unseen.Energy().fit(np.eye(2)).score_samples([[0.0, 0.0]]).round(4)
+    >>> unseen.Energy().fit(np.diag([1.0, 2.0])).score_samples([[0.0, 0.0]]).round(4)
     array([0.6931])
     """
 
@@ -168,7 +170,7 @@ class Entropy(_LogitDetector):
     Examples
     --------
     >>> import numpy as np, unseen
-    >>> unseen.Entropy().fit(np.eye(2)).score_samples([[0.0, 0.0]]).round(4)
+    >>> unseen.Entropy().fit(np.diag([1.0, 2.0])).score_samples([[0.0, 0.0]]).round(4)
     array([-0.6931])
     """
 
@@ -235,6 +237,7 @@ class KLMatching(_LogitDetector):
     """
 
     name = "klm"
+    state_spec = {"templates_": "float[C, C]"}
 
     def __init__(self, *, tpr: float = 0.95):
         self.tpr = tpr

@@ -413,6 +413,32 @@ class KNN(Detector):
             self._store_index(index)
         return self
 
+    # ------------------------------------------------------------------------------------ loading (issue 15)
+    # What unseen.load checks before a KNN is used: the declared state (types, shapes) and its invariants. The
+    # serialised faiss index is still handed to faiss here; see the design note in tests/test_tampering.py for
+    # rebuilding it from stored arrays instead.
+
+    state_spec = {
+        "bank_": "float32[N, D]", "bank_labels_": "int[N]?", "nlist_": "int>=0", "nprobe_": "int>=0",
+        "ef_search_": "int>=0", "recall_": "float", "index_bytes_": "uint8[*]",
+    }
+
+    def _check_state(self) -> None:
+        n = self.bank_.shape[0]
+        if not 0.0 <= self.recall_ <= 1.0:
+            raise InputError(f"recall_ = {self.recall_} is not in [0, 1]")
+        if self.k > n:
+            raise InputError(f"k = {self.k} exceeds the {n} bank rows")
+        kind = "exact" if self.index_bytes_.size == 0 else ("ivf" if self.nlist_ > 0 else "hnsw")
+        if kind != self.index or (self.nlist_ > 0) != (self.nprobe_ > 0) or (kind == "hnsw") != (self.ef_search_ > 0):
+            raise InputError(f"the stored index ({kind}, nlist_={self.nlist_}, nprobe_={self.nprobe_}, "
+                             f"ef_search_={self.ef_search_}) does not match index={self.index!r}")
+        if kind != "exact":
+            index = self._get_index()
+            if int(index.ntotal) != n or int(index.d) != self.bank_.shape[1]:
+                raise InputError(f"the faiss index holds {index.ntotal} vectors of dimension {index.d}, but the bank "
+                                 f"has {n} of dimension {self.bank_.shape[1]}")
+
     def _store_index(self, index) -> None:
         """Re-serialise a changed approximate index and re-measure its recall."""
         self.index_bytes_ = np.asarray(faiss_module().serialize_index(index), dtype=np.uint8)
@@ -485,6 +511,7 @@ class NNGuide(Detector):
     """
 
     name = "nnguide"
+    state_spec = {"bank_": "float32[M, D]", "bank_index_": "int[M]"}
     family = "distance"
     requires_head = True
     supports_chunks = True

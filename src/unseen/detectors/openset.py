@@ -128,6 +128,9 @@ class OpenMax(Detector):
     """
 
     name = "openmax"
+    state_spec = {
+        "centers_": "float[C, C]", "weibull_shape_": "float[C]", "weibull_scale_": "float[C]", "weibull_tail_min_": "float[C]",
+    }
     family = "openset"
     input_kind = "logits"
     requires_labels = True

@@ -98,6 +98,10 @@ class SAGE(Detector):
     """
 
     name = "sage"
+    state_spec = {
+        "knn_": "detectors", "mean_": "float[D]", "components_": "float[D, P]", "n_components_": "int>=1=P",
+        "reference_index_": "int[*]", "cdf_knn_": "float[*]", "cdf_reconstruction_": "float[*]", "cdf_confidence_": "float[*]",
+    }
     family = "ensemble"
     input_kind = "features"
     requires_head = True

@@ -19,7 +19,7 @@ import numpy as np
 from .._stats import logsumexp_rows
 from .._validation import check_param
 from ..base import DataShape, Detector
-from ..exceptions import InputError
+from ..exceptions import DegenerateFitError, InputError
 
 __all__ = ["ASHB", "ASHP", "ASHS", "DICE", "SCALE", "ReAct"]
 
@@ -29,6 +29,7 @@ class _Shaping(Detector):
     input_kind = "features"
     requires_head = True
     supports_chunks = False
+    state_spec = {}
 
     percentile: float
     #: Whether ``percentile`` may be 100 (ReAct: clip at the maximum).
@@ -54,6 +55,11 @@ class _TopK(_Shaping):
     """Shared fit of ASH and SCALE: the number of activations kept per sample, ``k = n - round(n p / 100)``."""
 
     _allow_100 = False
+    state_spec = {"n_kept_": "int>=1"}
+
+    def _check_state(self) -> None:
+        if self.n_kept_ > self.n_features_in_:
+            raise InputError(f"n_kept_ = {self.n_kept_} exceeds the {self.n_features_in_} features")
 
     @classmethod
     def tuning_grid(cls, shape: DataShape) -> list[dict[str, Any]]:
@@ -128,6 +134,7 @@ class ReAct(_Shaping):
     """
 
     name = "react"
+    state_spec = {"threshold_": "float"}
 
     @classmethod
     def tuning_grid(cls, shape: DataShape) -> list[dict[str, Any]]:
@@ -138,7 +145,16 @@ class ReAct(_Shaping):
         self.tpr = tpr
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
-        self.threshold_ = float(np.percentile(X, self.percentile))
+        t = float(np.percentile(X, self.percentile))
+        if t <= float(X.min()):
+            raise DegenerateFitError(
+                f"ReAct cannot tell inputs apart after this fit: the clipping threshold t = {t:.6g} (the "
+                f"{self.percentile}th percentile of the fit activations) is also their smallest value, so every "
+                "fit row clips to the same vector and every input at or above t scores alike. The fit activations "
+                "are constant or mostly one value (all-zero features?); fit on real activations of the model, or "
+                "raise the percentile above the share of that value."
+            )
+        self.threshold_ = t
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         return self._energy(np.minimum(X, self.threshold_))
@@ -336,6 +352,7 @@ class DICE(_Shaping):
     """
 
     name = "dice"
+    state_spec = {"mean_": "float[D]", "threshold_": "float", "masked_weight_": "float[K, D]"}
     _allow_100 = False
 
     @classmethod
@@ -351,6 +368,13 @@ class DICE(_Shaping):
         contrib = self.mean_[None, :] * self.W_
         self.threshold_ = float(np.percentile(contrib, self.percentile))
         self.masked_weight_ = np.where(contrib > self.threshold_, self.W_, 0.0)
+        if not self.masked_weight_.any():
+            raise DegenerateFitError(
+                f"DICE cannot tell inputs apart after this fit: no contribution mean_feature * W lies above the "
+                f"{self.percentile}th-percentile threshold {self.threshold_:.6g}, so the masked head keeps no weight "
+                "and every input would score logsumexp(b). The mean fit feature is zero or constant where the head "
+                "has weight (all-zero features?); fit on real activations of the model, or lower the percentile."
+            )
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         return logsumexp_rows(np.asarray(X, dtype=np.float64) @ self.masked_weight_.T + self.b_)

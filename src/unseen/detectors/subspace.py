@@ -22,7 +22,7 @@ import numpy as np
 from .._stats import ClassMoments, logsumexp_rows, sym_eig_desc
 from .._validation import check_param
 from ..base import DataShape, Detector, Signals
-from ..exceptions import InputError
+from ..exceptions import DegenerateFitError, InputError
 
 __all__ = ["NECO", "Residual", "ViM", "vim_dim"]
 
@@ -60,6 +60,7 @@ class _ResidualSpace(Detector):
     supports_chunks = True
 
     dim: int
+    state_spec = {"u_": "float[D]", "eigenvalues_": "float[D]", "principal_basis_": "bool", "basis_": "float[D, *]"}
 
     @classmethod
     def default_params(cls, shape: DataShape) -> dict[str, Any]:
@@ -93,10 +94,30 @@ class _ResidualSpace(Detector):
         offset = m.total_mean() - self.u_
         cov = m.scatter / m.n + np.outer(offset, offset)
         vals, vecs = sym_eig_desc(cov)
+        self._check_rank(vals)
         self.eigenvalues_ = vals
         # Keep the narrower basis: the principal space when dim < D - dim, otherwise the residual space.
         self.principal_basis_ = bool(self.dim < D - self.dim)
         self.basis_ = np.ascontiguousarray(vecs[:, : self.dim] if self.principal_basis_ else vecs[:, self.dim :])
+
+    def _check_rank(self, vals: np.ndarray) -> None:
+        """Refuse a fit whose data span no more than ``dim`` directions around ``u``: the principal space would
+        hold arbitrary directions of zero variance, and the residual split (and ViM's alpha) would be undefined."""
+        owner = type(self).__name__
+        rank = int((vals > vals.shape[0] * np.finfo(np.float64).eps * max(vals[0], 0.0)).sum())
+        if rank > self.dim:
+            return
+        if rank < 2:
+            raise DegenerateFitError(
+                f"{owner} cannot tell inputs apart after this fit: the fit rows do not vary around u (one row, "
+                "identical rows or constant features such as all zeros), so there is no principal space to split "
+                "off. Fit on more, varied rows from the encoder."
+            )
+        raise InputError(
+            f"{owner}: the fit data spans only about {rank} dimensions around u, so nothing is left beyond "
+            f"dim={self.dim}: the residual space{' and alpha are' if owner == 'ViM' else ' is'} undefined. Pass dim < {rank}, e.g. {owner}(dim={max(1, rank // 2)}), "
+            "or fit on more (varied) samples."
+        )
 
     def _residual_norm(self, X: np.ndarray) -> np.ndarray:
         """``||(z - u) R||`` for each row, returned in float64.
@@ -155,6 +176,7 @@ class ViM(_ResidualSpace):
     """
 
     name = "vim"
+    state_spec = {"alpha_": "float"}
 
     def __init__(self, dim: int = 256, *, tpr: float = 0.95):
         self.dim = dim
@@ -162,18 +184,16 @@ class ViM(_ResidualSpace):
 
     def _fit_chunks(self, source, y) -> None:
         self._fit_space(source)
-        vals = self.eigenvalues_
-        rank = int((vals > vals.shape[0] * np.finfo(np.float64).eps * max(vals[0], 0.0)).sum())
-        if rank <= self.dim:
-            raise InputError(
-                f"ViM: the fit data spans only about {rank} dimensions around u, so nothing is left beyond "
-                f"dim={self.dim} and alpha is undefined. Pass dim < {rank} or fit on more (varied) samples."
-            )
         n, max_logit_sum, residual_sum = 0, 0.0, 0.0
         for _, block in source:  # second pass: alpha
             max_logit_sum += float(self._logits(block).max(axis=1).sum())
             residual_sum += float(self._residual_norm(block).sum())
             n += block.shape[0]
+        if not residual_sum > 0.0:
+            raise DegenerateFitError(
+                "ViM cannot set alpha: every fit row lies in the principal space (residual norm 0), so alpha = "
+                "mean max-logit / mean residual norm is undefined. Lower dim or fit on more varied rows."
+            )
         self.alpha_ = float((max_logit_sum / n) / (residual_sum / n))
 
     def _score(self, X: np.ndarray) -> np.ndarray:
@@ -274,6 +294,10 @@ class NECO(Detector):
     """
 
     name = "neco"
+    state_spec = {
+        "mean_": "float[D]", "scale_": "float[D]", "components_": "float[D, P]", "explained_variance_ratio_": "float[D]",
+        "n_components_": "int>=1=P",
+    }
     family = "subspace"
     input_kind = "features"
     supports_chunks = True
