@@ -239,3 +239,23 @@ def test_help_examples_fit_an_80_column_terminal():
     for path, cmd in walk(typer.main.get_command(app), "unseen"):
         assert cmd.epilog and "examples:" in cmd.epilog, path
         assert max(len(line) for line in cmd.epilog.splitlines()) <= 78, path
+
+
+def test_unseen_key_signs_every_file_and_refuses_others(tmp_path, monkeypatch, capsys):
+    """With UNSEEN_KEY set the CLI signs what it writes and reads only files signed with that key."""
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "train.npy", np.abs(rng.normal(size=(200, 8))))
+    plain = tmp_path / "plain.unseen"
+    assert main(["fit", "knn", "--features", str(tmp_path / "train.npy"), "--param", "k=5", "-o", str(plain)]) == 0
+    monkeypatch.setenv("UNSEEN_KEY", "a key of at least sixteen bytes")
+    signed = tmp_path / "signed.unseen"
+    assert main(["fit", "knn", "--features", str(tmp_path / "train.npy"), "--param", "k=5", "-o", str(signed)]) == 0
+    unseen.load(signed, key="a key of at least sixteen bytes")  # signed with the environment's key
+    out = tmp_path / "s.csv"
+    assert main(["score", str(signed), "--features", str(tmp_path / "train.npy"), "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["score", str(plain), "--features", str(tmp_path / "train.npy"), "-o", str(out)]) == 1
+    assert "not signed" in capsys.readouterr().err
+    monkeypatch.setenv("UNSEEN_KEY", "another key, also sixteen bytes")
+    assert main(["score", str(signed), "--features", str(tmp_path / "train.npy"), "-o", str(out)]) == 1
+    assert "signature does not match" in capsys.readouterr().err

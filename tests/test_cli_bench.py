@@ -72,3 +72,12 @@ def test_bench_builtin_digits(capsys):
     text = capsys.readouterr().out
     assert text.startswith("digits (classifier), seeds [0]")
     assert "| knn |" in text and "| msp |" in text
+
+
+def test_bench_where_no_detector_ran_exits_1(tmp_path, capsys):
+    from tests.test_bench_spec import SPEC
+
+    path = spec_file(tmp_path, SPEC.replace("head: head.npz\n", ""))  # no head: MSP cannot run
+    assert main(["bench", str(path), "--detectors", "msp", "--bootstrap", "0", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: my-digits: no detector ran") and "msp: runs on logits" in err

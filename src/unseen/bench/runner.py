@@ -459,6 +459,9 @@ class _Run:
         """The summary over seeds with intervals, and the selection against the best in hindsight."""
         for key in [k for k in self.errors if k.endswith(" (validation)") and k[: -len(" (validation)")] in self.errors]:
             del self.errors[key]  # the detector failed on test too: one message is enough
+        if not self.scores:  # a run where nothing worked is a failure, not an empty table
+            why = "; ".join(f"{k}: {v}" for k, v in sorted(self.errors.items())) or "no detector was planned"
+            raise InputError(f"{self.name}: no detector ran ({why}).")
         result = BenchResult(
             benchmark=self.name, representation=self.representation, seeds=seeds, rows=self.rows,
             summary=_summarise(self.rows, self.reps, self.n_bootstrap), scores=self.scores, id_correct=self.id_correct,

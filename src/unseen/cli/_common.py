@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -204,13 +205,36 @@ def read_features_and_labels(
     return read_features(features, mmap=mmap), read_labels(labels)
 
 
+#: The environment variable holding the signing key: when set, every file the CLI writes is signed with it and
+#: every file it reads must carry its signature (docs/architecture.md#persistence).
+KEY_VARIABLE = "UNSEEN_KEY"
+
+
+def signing_key() -> str | None:
+    """The signing key from ``UNSEEN_KEY``, or None when it is not set."""
+    return os.environ.get(KEY_VARIABLE) or None
+
+
+def load_model(path: Path) -> Any:
+    """Anything :func:`unseen.load` reads, checked against ``UNSEEN_KEY`` when it is set."""
+    from ..persistence import load
+
+    return load(path, key=signing_key())
+
+
+def save_model(model: Any, path: Path) -> Path:
+    """Save a detector, open-set classifier or flagger, signed with ``UNSEEN_KEY`` when it is set."""
+    from ..persistence import save
+
+    return save(model, path, key=signing_key())
+
+
 def load_detector(path: Path) -> Any:
     """A detector saved by ``unseen fit`` (an InputError that says what else the file holds)."""
     from ..base import Detector
     from ..decisions.openset import OpenSetClassifier
-    from ..persistence import load
 
-    model = load(path)
+    model = load_model(path)
     if isinstance(model, OpenSetClassifier):
         raise InputError(f"{path} is an open-set classifier, not a detector saved by unseen fit; use it with unseen "
                          "openset predict, or refit with unseen openset fit.")
@@ -222,9 +246,8 @@ def load_detector(path: Path) -> Any:
 def load_openset(path: Path) -> Any:
     """An open-set classifier saved by ``unseen openset fit``."""
     from ..decisions.openset import OpenSetClassifier
-    from ..persistence import load
 
-    model = load(path)
+    model = load_model(path)
     if not isinstance(model, OpenSetClassifier):
         raise InputError(
             f"{path} holds the detector {getattr(model, 'name', type(model).__name__)!r}, not an open-set "

@@ -22,6 +22,7 @@ from ._common import (
     exclusive,
     load_detector,
     read_features,
+    save_model,
     say,
 )
 
@@ -120,7 +121,7 @@ def enroll(
         threshold = f"threshold re-set to {det.offset_:.6g} on {np.shape(X_val)[0]} calibration rows"
     else:
         threshold = f"threshold kept at {det.offset_:.6g} (re-set it with --calibrate VAL)"
-    path = det.save(output)
+    path = save_model(det, output)
     say(f"{done} {det!r}: {_state(det)}{note}; {threshold}; saved to {path}")
 
 

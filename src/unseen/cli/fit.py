@@ -20,6 +20,7 @@ from ._common import (
     params,
     read_features,
     read_features_and_labels,
+    save_model,
     say,
     working,
 )
@@ -62,7 +63,7 @@ def fit(
     W_b = read_head(head) if head is not None else None
     with working(f"fitting {det!r} on {np.shape(X)[0]} rows"):
         det.fit(X, y, head=W_b)
-    path = det.save(output)
+    path = save_model(det, output)
     say(f"fitted {det!r} on {det.n_features_in_}-dimensional features; threshold {det.offset_:.6g} "
         f"(accepts {det.tpr:.0%} of the fit data); saved to {path}")
 

@@ -21,6 +21,7 @@ from ._common import (
     data_option,
     examples,
     level,
+    load_model,
     read_features,
     read_labels,
     say,
@@ -110,15 +111,13 @@ def flag(
         min_calibration_size,
     )
     from ..io import write_scores
-    from ..persistence import load
-
     mode_name = mode.value
     if seed is not None and not randomize:
         raise UsageError("--seed seeds the randomised tie-breaking; pass it with --randomize")
     if delta is not None and mode_name != "calibration_conditional":
         raise UsageError("--delta applies to --mode calibration_conditional only")
     delta = 0.1 if delta is None else delta
-    model_obj = load(model)
+    model_obj = load_model(model)
     _check_classes_given(mode_name, calibration_labels, classes, model_obj)
     X_cal = read_features(calibration)
     X = read_features(features)

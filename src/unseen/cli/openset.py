@@ -24,6 +24,7 @@ from ._common import (
     print_table,
     read_features,
     read_features_and_labels,
+    save_model,
     say,
     working,
 )
@@ -107,7 +108,7 @@ def fit(
         X_val, y_val = read_features_and_labels(calibrate_features, calibrate_labels)
         osc.calibrate(X_val, y_val)
         on = f"{np.shape(X_val)[0]} calibration"
-    path = osc.save(output)
+    path = save_model(osc, output)
     if thresholds == "global":
         rule = f"threshold {osc.threshold_:.6g}"
     else:
