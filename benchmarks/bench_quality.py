@@ -149,8 +149,8 @@ def _build(name: str, spec: dict, det_mod, head, head_maps, W, b):
     return cls(None, **args)
 
 
-def run_pytorch_ood(data, progress: bool = True) -> tuple[dict, dict, dict, dict]:
-    """Every applicable pytorch-ood detector with its defaults on one seed's data.
+def run_pytorch_ood(data, progress: bool = True, only: set[str] | None = None) -> tuple[dict, dict, dict, dict]:
+    """Every applicable pytorch-ood detector (or those in ``only``) with its defaults on one seed's data.
 
     Returns ``(auroc, errors, seconds, notes)``: ``auroc[detector][ood_set]``; ``errors[detector]`` the
     failure message; ``seconds[detector]`` fit + score time; ``notes[detector]`` what was not a default.
@@ -184,7 +184,7 @@ def run_pytorch_ood(data, progress: bool = True) -> tuple[dict, dict, dict, dict
     y = {"train": torch.from_numpy(np.asarray(data.y_train, dtype=np.int64)),
          "val": torch.from_numpy(np.asarray(data.y_val, dtype=np.int64))}
 
-    specs = _pytorch_ood_specs(d)
+    specs = {k: v for k, v in _pytorch_ood_specs(d).items() if only is None or k in only}
     results, errors, seconds, notes = {}, {}, {}, {}
     for name, spec in tqdm(specs.items(), desc=f"pytorch-ood {data.name} seed {data.seed}", disable=not progress):
         if "note" in spec:

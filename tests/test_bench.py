@@ -150,7 +150,8 @@ def test_test_and_ood_data_cannot_change_tuning_or_selection():
         X_test=base.X_test[::-1] * 1.5,  # different test rows and OOD sets entirely
         ood={NEAR: rng.random(base.ood[NEAR].shape), FAR: base.ood[FAR][:50] + 3.0},
     )
-    kwargs = dict(detectors=["msp", "knn", "vim"], seeds=[0], n_bootstrap=0, progress=False, raise_errors=True)
+    kwargs = dict(detectors=["msp", "knn", "vim", "mahalanobis", "sage", "ensemble"], seeds=[0], n_bootstrap=0,
+                  progress=False, raise_errors=True)
     a, b = run(base, **kwargs), run(other, **kwargs)
     assert a.selection["validation"] == b.selection["validation"]
     assert a.selection["chosen"] == b.selection["chosen"]

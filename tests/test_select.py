@@ -106,7 +106,7 @@ def test_without_labels_or_validation_rows():
 def test_ensemble_of_the_top_three(monkeypatch):
     monkeypatch.setattr(select_module, "ENSEMBLE_MARGIN", -1.0)  # accept any ensemble, to test its construction
     d, split = _train_val(0)
-    sel = select(*split, head=d.head, candidates=["msp", "energy", "knn", "vim", "mahalanobis"])
+    sel = select(*split, head=d.head, candidates=["msp", "energy", "knn", "vim", "mahalanobis"], prior=False)
     assert sel.name == "ensemble" and sel.label.startswith("ensemble(")
     members = [m[0] for m in sel.params["members"]]
     families = [unseen.get_detector(m).family for m in members]
@@ -175,3 +175,48 @@ def test_binary_probe_head_is_a_two_row_softmax():
     logits = X @ W.T + b
     p1 = np.exp(logits[:, 1]) / np.exp(logits).sum(1)
     np.testing.assert_allclose(p1, lr.predict_proba(X)[:, 1], atol=1e-6)
+
+
+def test_geometry_respecting_far_proxies():
+    rng = np.random.default_rng(0)
+    X = np.abs(rng.normal(size=(400, 12))) @ rng.normal(size=(12, 12))
+    G = select_module._moment_matched(np.random.default_rng(1), X)
+    # exactly the sample mean's neighbourhood and covariance in expectation; here: close on 400 rows
+    assert G.shape == X.shape
+    np.testing.assert_allclose(G.mean(0), X.mean(0), atol=0.35 * X.std(0).max())
+    np.testing.assert_allclose(np.cov(G.T), np.cov(X.T), atol=0.25 * np.abs(np.cov(X.T)).max())
+    N = select_module._norm_shifted(np.random.default_rng(1), X)
+    mu = X.mean(0)
+    t = np.linalg.norm(N - mu, axis=1) / np.linalg.norm(X - mu, axis=1)
+    cos = np.einsum("ij,ij->i", N - mu, X - mu) / (np.linalg.norm(N - mu, axis=1) * np.linalg.norm(X - mu, axis=1))
+    np.testing.assert_allclose(cos, 1.0, atol=1e-9)  # same direction from the mean
+    assert np.all(((t >= 0.25) & (t <= 0.5)) | ((t >= 2.0) & (t <= 3.0)))
+
+
+def test_prior_shortlist_decides_who_can_win():
+    d, split = _train_val(0)
+    names = ["msp", "energy", "knn", "vim", "mahalanobis", "gaussian"]
+    free = select(*split, head=d.head, candidates=names, prior=False, ensemble=False)
+    # a prior that ranks two detectors first: only they can win, and the reason says so
+    ranked = {n: (1.0 if n in ("msp", "energy") else 0.0) for n in names}
+    monkey = select(*split, head=d.head, candidates=names, prior=ranked, ensemble=False, seed=0)
+    assert set(monkey.validation) == set(free.validation)  # every candidate is still validated (and tuned)
+    if select_module.SHORTLIST == 2:
+        assert monkey.name in ("msp", "energy")
+    top = sorted(names, key=lambda n: (-ranked[n], n))[: select_module.SHORTLIST]
+    assert monkey.name in top and "held up best" in monkey.reason
+    assert monkey.validation[monkey.name] == max(monkey.validation[n] for n in top)
+    # real validation outliers: no prior
+    with pytest.raises(InputError, match="prior must be"):
+        select(*split, head=d.head, candidates=names, prior="yes")
+
+
+def test_default_candidates_validate_only_the_shortlist():
+    d, split = _train_val(0)
+    sel = select(*split, head=d.head, ensemble=False)
+    from unseen.bench._prior import PRIOR
+
+    assert set(sel.validation) <= set(PRIOR)
+    assert len(sel.validation) <= select_module.SHORTLIST + 2
+    ranked = sorted(sel.validation, key=lambda n: -PRIOR[n])[: select_module.SHORTLIST]
+    assert sel.name in ranked

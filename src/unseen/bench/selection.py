@@ -71,6 +71,9 @@ ENSEMBLE_SIZE = 3
 # The ensemble replaces the best single detector only when it is better by this much (mean AUROC): smaller
 # gains are within the noise of the synthetic validation sets, and the single detector is simpler.
 ENSEMBLE_MARGIN = 0.005
+#: How many candidates can win: those ranked highest by the prior (:mod:`unseen.bench._prior`), chosen
+#: leave-one-data-set-out in benchmarks/bench_selection.py (see benchmarks/selection.md).
+SHORTLIST = 5
 
 HELD_OUT, INTERPOLATION, PERMUTATION = "held-out classes", "class interpolation", "feature permutation"
 
@@ -288,6 +291,26 @@ def _permute(rng: np.random.Generator, X: np.ndarray) -> np.ndarray:
     return np.column_stack([X[rng.permutation(X.shape[0]), k] for k in range(X.shape[1])])
 
 
+def _moment_matched(rng: np.random.Generator, X: np.ndarray) -> np.ndarray:
+    """Gaussian rows with the mean and covariance of ``X`` (far-OOD that keeps the features' second-order geometry:
+    scale, correlations, the principal subspace; it loses the cluster structure and the marginals' shape).
+
+    ``z = mu + (X - mu)^T g / sqrt(n - 1)``, ``g ~ N(0, I_n)``: exactly the sample covariance, also when d > n.
+    """
+    mu = X.mean(axis=0)
+    G = rng.standard_normal((X.shape[0], X.shape[0])) / np.sqrt(max(X.shape[0] - 1, 1))
+    return mu + G @ (X - mu)
+
+
+def _norm_shifted(rng: np.random.Generator, X: np.ndarray) -> np.ndarray:
+    """Rows moved along their own direction from the ID mean: ``mu + t (x - mu)``, ``t`` from U(0.25, 0.5) for half
+    the rows and U(2, 3) for the others (feature-norm OOD: too weak or too strong an activation, same direction)."""
+    mu = X.mean(axis=0)
+    n = X.shape[0]
+    t = np.where(rng.random(n) < 0.5, rng.uniform(0.25, 0.5, n), rng.uniform(2.0, 3.0, n))
+    return mu + t[:, None] * (X - mu)
+
+
 def _probe_head(X: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """A linear head (W, b) trained on the kept classes only (multinomial logistic regression)."""
     from sklearn.linear_model import LogisticRegression
@@ -308,13 +331,21 @@ def _held_out_tasks(
     X_va: np.ndarray,
     y_va: np.ndarray,
     head: tuple[np.ndarray, np.ndarray] | None,
+    repeats: int = 1,
 ) -> tuple[list[_Task], str]:
     classes = np.intersect1d(np.unique(y_tr), np.unique(y_va))
     if classes.size < 3:
         return [], ""
-    folds = [f for f in np.array_split(rng.permutation(classes), min(N_FOLDS, classes.size)) if f.size]
+    folds = []
+    for _ in range(repeats):  # each repeat: a new partition of the classes into N_FOLDS folds
+        folds += [f for f in np.array_split(rng.permutation(classes), min(N_FOLDS, classes.size)) if f.size]
+    names = set()
     tasks = []
     for held in folds:
+        key = f"{HELD_OUT} {sorted(held.tolist())}"
+        if key in names:  # the same fold drawn again (few classes): nothing new to learn from it
+            continue
+        names.add(key)
         kept = np.setdiff1d(classes, held)
         tr, va_in, va_out = np.isin(y_tr, kept), np.isin(y_va, kept), np.isin(y_va, held)
         if not va_out.any() or not va_in.any():
@@ -391,6 +422,7 @@ def select(
     ood_val: Any = None,
     seed: int = 0,
     ensemble: bool = True,
+    prior: bool | Mapping[str, float] = True,
     progress: bool = False,
     _registry: Registry | None = None,
 ) -> Selection:
@@ -415,7 +447,12 @@ def select(
     seed : int, default 0
         Seed of the folds, subsamples and synthetic outliers.
     ensemble : bool, default True
-        Also try an ECDF ensemble of the three best detectors from different families.
+        Also try an ECDF ensemble of the three best detectors (of the shortlist) from different families.
+    prior : bool or dict of str to float, default True
+        Choose only among the :data:`SHORTLIST` candidates that held up best on unseen's built-in benchmarks
+        (:mod:`unseen.bench._prior`; a dict ``{detector: score}``, higher = more robust, replaces that ranking;
+        ``False``: every candidate can win). Without ``candidates`` only the shortlist is validated, which is
+        what makes the selection fast. Ignored with ``ood_val`` (real outliers are better evidence than a prior).
     progress : bool, default False
         Show a progress bar over the candidates.
 
@@ -439,6 +476,11 @@ def select(
     registry = _registry or Registry()
     shape = DataShape.of(split.X_fit, split.y_fit, split.head, has_val_labels=split.y_val is not None)
     cands, skipped = _candidates(candidates, shape, registry)
+    prior = _prior_table(prior)
+    if candidates is None and prior and ood_val is None:  # validate only what can win (and a spare or two)
+        keep = _top_by_prior({c.name for c in cands}, prior, SHORTLIST + 2)
+        if len(keep) >= 2:
+            cands = [c for c in cands if c.name in keep]
     tasks, method = _tasks(split, ood_val, rng)
     per_set, score, errors = _validate(cands, tasks, registry, progress)
     errors = {**skipped, **errors}
@@ -446,11 +488,13 @@ def select(
     ranked = sorted(best_of.values(), key=lambda c: -score[c.label])
     validation = {name: score[c.label] for name, c in best_of.items()}
     groups = {k: g for t in tasks for k, g in t.group.items()}
-    winner, ens_note = ranked[0], ""
+    first, shortlist, prior_note = _choose(ranked, score, prior if ood_val is None else None)
+    winner, ens_note = first, ""
     if ensemble and len(ranked) >= 2:
-        winner, ens_note = _try_ensemble(ranked, tasks, groups, registry, score, per_set, validation, errors)
-    label = winner.label if winner is not ranked[0] else winner.name  # a built ensemble, or a detector
-    reason = _reason(winner, label, ranked, score, per_set[winner.label], ens_note, method)
+        pool = [c for c in ranked if c.name in shortlist] if shortlist else ranked
+        winner, ens_note = _try_ensemble(pool, tasks, groups, registry, score, per_set, validation, errors, first)
+    label = winner.label if winner.name == "ensemble" and winner is not first else winner.name
+    reason = _reason(winner, label, ranked, score, per_set[winner.label], ens_note, method, shortlist, prior_note)
     final = _fit(winner, split.X_fit, split.y_fit, split.head, split.X_val, split.y_val, registry)
     final.calibrate(split.X_val)
     return Selection(
@@ -568,13 +612,51 @@ def _best_settings(cands: list[Candidate], score: dict[str, float]) -> dict[str,
     return best_of
 
 
+def _prior_table(prior: bool | Mapping[str, float]) -> dict[str, float]:
+    if prior is True:
+        from ._prior import PRIOR
+
+        return dict(PRIOR)
+    if prior is False or prior is None:
+        return {}
+    if not isinstance(prior, Mapping):
+        raise InputError(f"select: prior must be True, False or a dict {{detector: score}}, got {type(prior).__name__}.")
+    return {str(k).lower().replace("-", "_"): float(v) for k, v in prior.items()}
+
+
+def _top_by_prior(names: set[str], prior: dict[str, float], m: int) -> list[str]:
+    """The ``m`` names with the highest prior (names without one are not ranked)."""
+    return sorted((n for n in names if n in prior), key=lambda n: (-prior[n], n))[:m]
+
+
+def _choose(
+    ranked: list[Candidate], score: dict[str, float], prior: dict[str, float] | None
+) -> tuple[Candidate, list[str], str]:
+    """The winner: the best validation score among the SHORTLIST candidates ranked highest by the prior (all
+    candidates when there is no prior or fewer than two ranked ones); the shortlist; a note for the reason."""
+    if not prior or SHORTLIST <= 0:
+        return ranked[0], [], ""
+    short = _top_by_prior({c.name for c in ranked}, prior, SHORTLIST)
+    if len(short) < 2:
+        return ranked[0], [], ""
+    pool = [c for c in ranked if c.name in short]  # ranked: best validation score first
+    winner = pool[0]
+    note = (f"among the {len(short)} candidates that held up best on unseen's built-in benchmarks "
+            f"({', '.join(short)})")
+    outside = ranked[0]
+    if outside.name not in short:
+        note += f"; outside them {outside.label} validated higher ({score[outside.label]:.4f})"
+    return winner, short, note
+
+
 def _try_ensemble(
     ranked: list[Candidate], tasks: list[_Task], groups: dict[str, str], registry: Registry, score: dict[str, float],
     per_set: dict[str, dict[str, float]], validation: dict[str, float], errors: dict[str, str],
+    best: Candidate | None = None,
 ) -> tuple[Candidate, str]:
     """An ECDF ensemble of the best detectors of up to ENSEMBLE_SIZE families; it replaces the best single
     detector when it validates higher by more than ENSEMBLE_MARGIN. Returns the winner and a note."""
-    best = ranked[0]
+    best = best or ranked[0]
     seen, members = set(), []
     for c in ranked:
         cls = registry.classes[c.name]
@@ -605,17 +687,21 @@ def _try_ensemble(
 
 def _reason(
     winner: Candidate, win_label: str, ranked: list[Candidate], score: dict[str, float], sets: dict[str, float],
-    ens_note: str, method: str,
+    ens_note: str, method: str, shortlist: Sequence[str] = (), prior_note: str = "",
 ) -> str:
     """One sentence: the winner's validation score per set, the runner-up, the ensemble, the outliers."""
     win_score = score[winner.label]
-    singles = [(c.name, score[c.label]) for c in ranked if c.name != win_label]
+    pool = [c for c in ranked if c.name in shortlist] if shortlist else ranked
+    singles = [(c.name, score[c.label]) for c in pool if c.name != win_label]
     detail = ", ".join(f"{k} {v:.3f}" for k, v in sorted(sets.items()) if not k.startswith(HELD_OUT))
     held = [v for k, v in sets.items() if k.startswith(HELD_OUT)]
     if held:
         detail = f"{HELD_OUT} {np.mean(held):.3f}" + (f", {detail}" if detail else "")
-    best_word = "highest" if win_score >= max(score.values()) else "highest single-detector"
-    reason = f"{winner.label} has the {best_word} validation score, {win_score:.4f} ({detail})"
-    if singles and winner is ranked[0]:
+    pool_scores = [score[c.label] for c in pool] + ([score[winner.label]] if winner.name == "ensemble" else [])
+    best_word = "highest" if win_score >= max(pool_scores) else "highest single-detector"
+    reason = f"{winner.label} has the {best_word} validation score{' ' + prior_note.split(';')[0] if prior_note else ''}, {win_score:.4f} ({detail})"
+    if singles and winner is pool[0]:
         reason += f", {win_score - singles[0][1]:.4f} above the runner-up {singles[0][0]} ({singles[0][1]:.4f})"
+    if ";" in prior_note:
+        reason += ";" + prior_note.split(";", 1)[1]
     return reason + ens_note + f"; outliers: {method}."
