@@ -60,12 +60,13 @@ BENCHMARKS = {
 # ------------------------------------------------------------------------------------------ stage 1
 
 
-def _proxy_tasks(split, rng, repeats=2):
+def _proxy_tasks(split, rng, repeats=2, logits=False):
     from unseen.bench import selection as S
 
     tasks = []
     if split.y_tr is not None and split.y_va is not None:
-        tasks, _ = S._held_out_tasks(rng, split.X_tr, split.y_tr, split.X_va, split.y_va, split.head, repeats=repeats)
+        tasks, _ = S._held_out_tasks(rng, split.X_tr, split.y_tr, split.X_va, split.y_va, split.head, repeats=repeats,
+                                      columns_are_classes=logits)
     X_va = split.X_va
     between, _ = S._interpolate(rng, X_va, split.y_va)
     sets = {S.PERMUTATION: S._permute(rng, X_va), S.INTERPOLATION: between,
@@ -102,7 +103,7 @@ def evidence(bench: str, seed: int, progress: bool = True, repeats: int = 2) -> 
     shape = DataShape.of(split.X_fit, split.y_fit, split.head, has_val_labels=True,
                          features_are_logits=rep == "logits")
     cands, skipped = S._candidates(None, shape, registry)
-    tasks = _proxy_tasks(split, rng, repeats)
+    tasks = _proxy_tasks(split, rng, repeats, logits=rep == "logits")
     kinds = dict(data.ood_kind)
     rows, raw = [], {}
     for cand in tqdm(cands, desc=f"{bench} seed {seed}", disable=not progress):
@@ -240,7 +241,8 @@ def main(argv=None) -> int:
     ev.add_argument("--seeds", default="0,1")
     ev.add_argument("--force", action="store_true")
     ev.add_argument("--repeats", type=int, default=2, help="partitions of the classes into held-out folds")
-    sub.add_parser("evaluate")
+    ea = sub.add_parser("evaluate")
+    ea.add_argument("--only", default="", help="comma-separated rule names (default: all)")
     sp = sub.add_parser("speed", help="time select() on synthetic 50k x 1280 training features")
     sp.add_argument("--rows", type=int, default=50_000)
     sp.add_argument("--dim", type=int, default=1280)
@@ -260,7 +262,7 @@ def main(argv=None) -> int:
         return 0
     from selection_rules import evaluate_all
 
-    evaluate_all(load_evidence(), HERE)
+    evaluate_all(load_evidence(), HERE, [r for r in args.only.split(",") if r] or None)
     return 0
 
 

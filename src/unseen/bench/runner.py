@@ -389,7 +389,8 @@ class _Run:
             try:
                 sel = select_detector(
                     data.X_train, data.y_train, data.X_val, data.y_val, head=data.head,
-                    candidates=[(p.name, p.grid) for p in to_validate], seed=seed, ensemble=select,
+                    candidates=[(p.name, p.grid) for p in to_validate], seed=seed,
+                    logits=data.representation == "logits",
                     _registry=self.registry,
                 )
             except InputError as exc:  # every candidate failed on the validation tasks: run the defaults
