@@ -116,6 +116,12 @@ def test_selection_is_compared_with_hindsight(two_seeds):
     assert set(sel["validation"]) >= {"msp", "knn", "mahalanobis", "vim", "temp_msp"}
     # on digits the validation-only choice is among the best: above the median detector
     assert sel["chosen_auroc"] > sel["median_auroc"]
+    # the verdict: the choice, the best in hindsight, the regret, and the evidence for both
+    assert sel["regret"] == pytest.approx(sel["best_auroc"] - sel["chosen_auroc"])
+    v = sel["verdict"]
+    assert sel["chosen"] in v and sel["hindsight_best"] in v and f"regret {sel['regret']:.4f}" in v
+    assert f"Evidence for {sel['chosen']}" in v and "class interpolation" in v
+    assert sel["chosen"] in sel["evidence"] and all(0 <= x <= 1 for x in sel["evidence"][sel["chosen"]].values())
 
 
 def test_conformal_check_has_exact_bands(two_seeds):

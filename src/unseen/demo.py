@@ -44,7 +44,8 @@ def run(seed: int = 0, verbose: bool = True) -> list[dict]:
         print(f"digits open-set: known {KNOWN}, test {len(result.id_correct)}, closed-set accuracy {accuracy:.3f}")
     rows = []
     for name, scores in result.scores.items():
-        label = f"{name} (experimental)" if builtin_detectors()[name].experimental else name
+        cls = builtin_detectors().get(name)  # a plugin registered in this process is not built in
+        label = f"{name} (experimental)" if cls is not None and cls.experimental else name
         for ood_name, s_ood in scores.ood.items():
             m = metrics.evaluate(scores.id_test, s_ood, id_correct=result.id_correct)
             rows.append({"detector": label, "ood": ood_name.split(": ", 1)[-1], **m,

@@ -369,7 +369,7 @@ def _held_out_tasks(
                 group={f"{HELD_OUT} {sorted(held.tolist())}": "near"},
             )
         )
-    how = (f"{len(tasks)} folds each holding out about {classes.size // max(len(tasks) // repeats, 1)} of "
+    how = (f"{len(tasks)} folds each holding out about {classes.size // min(N_FOLDS, classes.size)} of "
            f"{classes.size} known classes" + (f" ({repeats} partitions)" if repeats > 1 else "")
            + (" (head refitted on the kept classes)" if head is not None else "")
            + (" (the held-out classes' logit columns removed)" if columns_are_classes else "")) if tasks else ""
@@ -664,7 +664,8 @@ def _reason(
     """One sentence: the winner's validation score per set, the runner-up, the ensemble, the outliers."""
     win_score = score[winner.label]
     singles = [(c.name, score[c.label]) for c in ranked if c.name != win_label]
-    detail = ", ".join(f"{k} {v:.3f}" for k, v in sorted(sets.items()) if not k.startswith(HELD_OUT))
+    detail = ", ".join(f"{k} {v:.3f}" + (" (not scored)" if k == PERMUTATION and INTERPOLATION in sets else "")
+                       for k, v in sorted(sets.items()) if not k.startswith(HELD_OUT))
     held = [v for k, v in sets.items() if k.startswith(HELD_OUT)]
     if held:
         detail = f"{HELD_OUT} {np.mean(held):.3f}" + (f", {detail}" if detail else "")
