@@ -380,7 +380,8 @@ def summary_table(results: dict, ev: dict, winner: str, baseline: str) -> str:
              "unseen detector in hindsight − the choice (overall test AUROC, mean over seeds). Targets: regret ≤ 0.01 "
              "on every benchmark, mean ≤ 0.005, at least the best pytorch-ood default, and no benchmark more than "
              "0.005 below the former rule ((held-out + permutation) / 2 with the top-3 ensemble step, simulated on "
-             "the same evidence).", "",
+             "the same evidence; on the logits-only benchmarks it gets the new proxy that drops the held-out classes' "
+             "logit columns, and the ensemble step is simulated — see selection.md).", "",
              "| benchmark | modality | seeds | choice | overall | best in hindsight | overall | regret | "
              "pytorch-ood best | overall | former rule | overall |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     from bench_selection import BENCHMARKS
