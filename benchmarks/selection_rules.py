@@ -449,8 +449,8 @@ def render(results: dict, ev: dict[str, list[dict]], winner: str, baseline: str,
         lines += ["", "## Speed", "", f"`bench_selection.py speed`: `select(X, y, head=(W, b))` with every default on "
                   f"{sp['rows']:,} × {sp['dim']} synthetic training features ({sp['classes']} classes), "
                   f"{len(sp['validated'])} detectors validated: **{sp['seconds']:.0f} s** on {sp['cpus']} cores, load "
-                  f"average {sp['load_before'][0]:.1f} before and {sp['load_after'][0]:.1f} after (other jobs shared "
-                  f"the machine). Target 120 s. {sp.get('note', '')}"]
+                  f"average {sp['load_before'][0]:.1f} before and {sp['load_after'][0]:.1f} after. "
+                  f"Target 120 s. {sp.get('note', '')}"]
     return "\n".join(lines) + "\n"
 
 
