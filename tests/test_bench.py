@@ -116,6 +116,12 @@ def test_selection_is_compared_with_hindsight(two_seeds):
     assert set(sel["validation"]) >= {"msp", "knn", "mahalanobis", "vim", "temp_msp"}
     # on digits the validation-only choice is among the best: above the median detector
     assert sel["chosen_auroc"] > sel["median_auroc"]
+    # the verdict: the choice, the best in hindsight, the regret, and the evidence for both
+    assert sel["regret"] == pytest.approx(sel["best_auroc"] - sel["chosen_auroc"])
+    v = sel["verdict"]
+    assert sel["chosen"] in v and sel["hindsight_best"] in v and f"regret {sel['regret']:.4f}" in v
+    assert f"Evidence for {sel['chosen']}" in v and "class interpolation" in v
+    assert sel["chosen"] in sel["evidence"] and all(0 <= x <= 1 for x in sel["evidence"][sel["chosen"]].values())
 
 
 def test_conformal_check_has_exact_bands(two_seeds):
@@ -150,7 +156,8 @@ def test_test_and_ood_data_cannot_change_tuning_or_selection():
         X_test=base.X_test[::-1] * 1.5,  # different test rows and OOD sets entirely
         ood={NEAR: rng.random(base.ood[NEAR].shape), FAR: base.ood[FAR][:50] + 3.0},
     )
-    kwargs = dict(detectors=["msp", "knn", "vim"], seeds=[0], n_bootstrap=0, progress=False, raise_errors=True)
+    kwargs = dict(detectors=["msp", "knn", "vim", "mahalanobis", "sage", "ensemble"], seeds=[0], n_bootstrap=0,
+                  progress=False, raise_errors=True)
     a, b = run(base, **kwargs), run(other, **kwargs)
     assert a.selection["validation"] == b.selection["validation"]
     assert a.selection["chosen"] == b.selection["chosen"]

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import unseen.datasets as ds
+from unseen.exceptions import InputError
 from unseen.datasets import _encoders, cache, corruptions
 from unseen.datasets import digits as digits_mod
 from unseen.datasets import fashion_mnist as fm
@@ -109,9 +110,9 @@ class FakeTextEncoder:
 # --------------------------------------------------------------------------- API and argument checks
 
 def test_list_datasets_and_representations():
-    assert ds.list_datasets() == ["digits", "fashion-mnist", "wordnet", "shuttle", "satellite", "attribution"]
+    assert ds.list_datasets() == ["digits", "fashion-mnist", "wordnet", "shuttle", "satellite", "letter", "attribution"]
     assert ds.list_representations("fashion-mnist")[0] == "efficientnet-lite0"
-    assert ds.list_representations("wordnet") == ["minilm"]
+    assert ds.list_representations("wordnet") == ["minilm", "logits"]
     assert ds.list_representations("digits") == ["classifier", "raw"]
 
 
@@ -344,6 +345,39 @@ def test_satellite_benchmark(seed, tmp_path):
     assert held.isdisjoint(y[rows["train"]])
 
 
+@needs_mlbench
+@pytest.mark.parametrize("seed", [0, 3])
+def test_letter_benchmark(seed, tmp_path):
+    d = ds.load("letter", size="small", seed=seed, cache_dir=tmp_path)
+    check_consistent(d, n_classes=16, dim=16, head=True)
+    X, y, names = mlbench.read_table("LetterRecognition")
+    assert X.shape == (20000, 16) and len(names) == 26 and names[0] == "A"
+    known = mlbench.letter_known(seed, names)
+    assert d.class_names == list(known) and len(set(known)) == 16
+    rows = mlbench.letter_rows(y, names, seed, "default")
+    parts = [set(rows[k].tolist()) for k in rows]
+    assert sum(map(len, parts)) == len(set().union(*parts))  # disjoint sets
+    held = set(range(26)) - {names.index(c) for c in known}
+    assert set(y[rows["near: held-out letters"]]) == held and held.isdisjoint(y[rows["train"]])
+    assert len(rows["train"]) == 16 * 300 and len(rows["near: held-out letters"]) == 1500
+    again = ds.load("letter", size="small", seed=seed, cache_dir=tmp_path)
+    np.testing.assert_array_equal(d.X_train, again.X_train)
+    if seed:
+        assert mlbench.letter_known(0, names) != known  # each seed its own split
+
+
+def test_logits_representation_is_the_head_applied():
+    d = ds.load("digits", seed=1)
+    lg = ds.logits_only(d)
+    assert lg.representation == "logits" and lg.head is None
+    np.testing.assert_allclose(lg.X_test, d.X_test @ d.head[0].T + d.head[1])
+    for k in d.ood:
+        np.testing.assert_allclose(lg.ood[k], d.logits(d.ood[k]))
+    np.testing.assert_array_equal(lg.y_train, d.y_train)
+    with pytest.raises(InputError, match="no head"):
+        ds.logits_only(ds.load("digits", representation="raw"))
+
+
 # --------------------------------------------------------------------------- missing data
 
 def test_missing_fashion_mnist(tmp_path, monkeypatch):
@@ -359,7 +393,7 @@ def test_missing_wordnet(tmp_path, monkeypatch):
         ds.load("wordnet", size="small", cache_dir=tmp_path)
 
 
-@pytest.mark.parametrize("name", ["shuttle", "satellite"])
+@pytest.mark.parametrize("name", ["shuttle", "satellite", "letter"])
 def test_missing_mlbench(name, tmp_path, monkeypatch):
     monkeypatch.setattr(mlbench, "data_dirs", lambda: [tmp_path / "nothing-here"])
     with pytest.raises(ds.MissingDataError, match="make data") as e:

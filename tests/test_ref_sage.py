@@ -108,8 +108,34 @@ def test_leave_one_out_mode_matches_formula(data, queries):
         np.testing.assert_allclose(got, np.sort(want), rtol=1e-5, atol=1e-9)
     tests = [knn_stat(X, queries, K), reconstruction_stat(pca, queries), msp(queries, W, b)]
     P = np.column_stack([ecdf(r, s) for r, s in zip(refs, tests)])
-    np.testing.assert_allclose(det.score_samples(queries), P.mean(1), rtol=1e-12)
-    assert det.offset_ == pytest.approx(threshold(np.column_stack([ecdf(r, r) for r in refs]).mean(1)), rel=1e-12)
+    np.testing.assert_allclose(det.score_samples(queries), combine(P, "product"), rtol=1e-12)
+    fit_P = np.column_stack([ecdf(r, r) for r in refs])
+    assert det.offset_ == pytest.approx(threshold(combine(fit_P, "product")), rel=1e-12)
+
+
+def sage_reference_probability(reference_lower_is_typical, values):
+    """The SAGE reference code's ``compute_probabilities``: one minus the empirical quantile of each value among
+    the sorted reference values (statistics oriented lower = more typical)."""
+    ref = np.sort(reference_lower_is_typical)
+    return 1 - np.clip(np.searchsorted(ref, values), 0, len(ref)) / len(ref)
+
+
+def test_default_is_the_published_geometric_mean(data, queries):
+    """SAGE's score is the geometric mean of the three reference-code probabilities (pdxgx/sage, prob_scoring.py:
+    ``gmean_metric = (dist_prob * rloss_prob * task_prob) ** (1/3)``), here smoothed by one so none is 0."""
+    X, (W, b) = data.X, data.head
+    det = unseen.SAGE(k=K).fit(X, head=(W, b))
+    assert det.combine == "product"
+    ref, bank = reference_split(len(X), 0.2)
+    pca = PCA(n_components=0.9, svd_solver="full").fit(X[bank])
+    # the reference's orientation and transforms: log distance, reconstruction error, -log confidence
+    refs = [np.log(-knn_stat(X[bank], X[ref], K)), -reconstruction_stat(pca, X[ref]), -np.log(msp(X[ref], W, b))]
+    vals = [np.log(-knn_stat(X[bank], queries, K)), -reconstruction_stat(pca, queries), -np.log(msp(queries, W, b))]
+    n = len(ref)
+    P_published = np.column_stack([sage_reference_probability(r, v) for r, v in zip(refs, vals)])
+    smoothed = (1 + n * P_published) / (n + 1)
+    np.testing.assert_allclose(det.components(queries), smoothed, rtol=1e-9)
+    np.testing.assert_allclose(det.score_samples(queries), np.prod(smoothed, axis=1) ** (1 / 3), rtol=1e-9)
 
 
 def test_knn_statistic_is_unseen_knn(data, queries):

@@ -421,6 +421,12 @@ class Detector:
         """Scores of fit rows used for the threshold (KNN overrides it to leave each point out)."""
         return self._score_batched(X)
 
+    def _score_fit_rows(self, X: np.ndarray) -> np.ndarray:
+        """One score per fit row of ``X``, as if the rows were new (an :class:`~unseen.Ensemble` sets its member
+        CDFs and threshold on them). Default: :meth:`_score_fit_sample`; a detector whose threshold rows are not
+        the fit rows (SDM: its calibration split) overrides it."""
+        return self._score_fit_sample(X)
+
     # ------------------------------------------------------------------------------------ scoring
 
     def _check_fitted(self) -> None:

@@ -392,7 +392,8 @@ class _Run:
             try:
                 sel = select_detector(
                     data.X_train, data.y_train, data.X_val, data.y_val, head=data.head,
-                    candidates=[(p.name, p.grid) for p in to_validate], seed=seed, ensemble=select,
+                    candidates=[(p.name, p.grid) for p in to_validate], seed=seed,
+                    logits=data.representation == "logits",
                     _registry=self.registry,
                 )
             except InputError as exc:  # every candidate failed on the validation tasks: run the defaults
@@ -532,12 +533,56 @@ def _selection_summary(result: BenchResult, selections: list[tuple[int, Selectio
     for r in result.rows:
         if r["detector"] == AUTO and r["metric"] == "auroc" and r["ood_set"] in ("near (mean)", "far (mean)"):
             per_seed_test.setdefault(r["seed"], []).append(r["value"])
+    out["evidence"] = _evidence_of(sel0, [out["chosen"], out["hindsight_best"]])
+    out["verdict"] = _verdict(out)
     for seed, sel in selections:
         vals = per_seed_test.get(seed)
         out["per_seed"].append({"seed": seed, "chosen": sel.label, "params": sel.params,
                                 "validation_score": sel.validation.get(sel.label),
                                 "test_auroc": float(np.mean(vals)) if vals else None, "seconds": sel.seconds})
     return out
+
+
+def _evidence_of(sel: Selection, names: list[str | None]) -> dict[str, dict[str, float]]:
+    """The validation AUROC per synthetic (or real) validation set of the chosen detector and of the best in
+    hindsight, at the setting the selection tuned: the evidence the choice was made on."""
+    out = {}
+    for name in names:
+        if name is None or name in out:
+            continue
+        label = name if name in sel.per_set else None
+        if label is None:  # a detector's label carries its tuned parameters, e.g. knn(k=10)
+            tuned = sel.tuned.get(name)
+            label = next((k for k in sel.per_set if k.split("(")[0] == name
+                          and (tuned is None or all(f"{p}={v}" in k for p, v in tuned.items() if f"{p}=" in k))), None)
+        if label is not None:
+            out[name] = {k: float(v) for k, v in sel.per_set[label].items()}
+    return out
+
+
+def _verdict(s: dict) -> str:
+    """One sentence: the choice, the best in hindsight, the regret and the evidence."""
+    chosen, best = s.get("chosen"), s.get("hindsight_best")
+    if s.get("chosen_auroc") is None or best is None:
+        return f"auto-select chose {chosen}; {s.get('reason', '')}"
+    regret = s["best_auroc"] - s["chosen_auroc"]
+    head = (f"auto-select chose {chosen} (test AUROC {s['chosen_auroc']:.4f}); the best detector in hindsight was "
+            f"{best} ({s['best_auroc']:.4f}): regret {regret:.4f}, rank {s['rank']} of {s['n_detectors'] + 1}.")
+    ev = s.get("evidence") or {}
+
+    def brief(name):
+        sets = ev.get(name) or {}
+        held = [v for k, v in sets.items() if k.startswith("held-out classes")]
+        parts = ([f"held-out classes {np.mean(held):.3f}"] if held else []) + [
+            f"{k} {v:.3f}" for k, v in sorted(sets.items()) if not k.startswith("held-out classes")]
+        return ", ".join(parts)
+
+    if ev.get(chosen):
+        head += f" Evidence for {chosen}: {brief(chosen)}"
+        if best != chosen and ev.get(best):
+            head += f"; for {best}: {brief(best)}"
+        head += " (validation AUROC on outliers made from ID data)."
+    return head
 
 
 # ------------------------------------------------------------------------------------------ files
@@ -563,6 +608,8 @@ def _markdown(result: BenchResult) -> str:
     sel = result.selection
     if sel:
         lines += ["## Automatic selection (validation data only)", "", f"Chosen: **{sel['chosen']}** — {sel['reason']}", ""]
+        if sel.get("verdict"):
+            lines += [f"Verdict: {sel['verdict']}", ""]
         if sel.get("hindsight_best") is not None:
             chosen = "n/a" if sel["chosen_auroc"] is None else f"{sel['chosen_auroc']:.4f}"
             lines.append(f"Test AUROC of the selected detector (`{AUTO}`, per-seed choices): {chosen}; best in hindsight: "

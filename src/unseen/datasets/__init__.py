@@ -4,14 +4,18 @@
 name               representations (first = default)           OOD sets
 =================  ==========================================  ==============================================
 ``digits``         ``classifier`` (MLP), ``raw`` (pixels)        near: unknown digits 6-9; far: scrambled digits
-``fashion-mnist``  ``efficientnet-lite0``, ``classifier``        near: shirt, other unknown classes; far: digits;
-                                                               covariate: 4 corruptions at severities 1-5
-``wordnet``        ``minilm``                                  near: held-out supersenses; far: verb glosses
+``fashion-mnist``  ``efficientnet-lite0``, ``classifier``,       near: shirt, other unknown classes; far: digits;
+                   ``logits``                                  covariate: 4 corruptions at severities 1-5
+``wordnet``        ``minilm``, ``logits``                      near: held-out supersenses; far: verb glosses
 ``shuttle``        ``raw``                                     far: High, Bypass, rare valve states
 ``satellite``      ``raw``                                     near: held-out classes
+``letter``         ``raw``                                     near: held-out letters (10 of 26)
 ``attribution``    ``cnn`` (attribution CNN on generated        near: unseen seed, unseen architecture, unseen
                    images; trained here, ~13 min cold)          classes; far: unseen data (see its module)
 =================  ==========================================  ==============================================
+
+Representation ``"logits"`` is the default representation passed through its head: the features are the
+known-class logits ``X @ W.T + b`` and there is no head (for detectors that see logits only).
 
 Each module's docstring gives the exact rule for its splits and set sizes. The data come from Debian
 packages (``make data`` installs them); a missing one raises :class:`MissingDataError` with the command.
@@ -20,7 +24,7 @@ Encoder features and trained heads are cached on disk (:mod:`unseen.datasets.cac
 
 >>> import unseen.datasets as ds
 >>> ds.list_datasets()
-['digits', 'fashion-mnist', 'wordnet', 'shuttle', 'satellite', 'attribution']
+['digits', 'fashion-mnist', 'wordnet', 'shuttle', 'satellite', 'letter', 'attribution']
 >>> d = ds.load("digits", representation="raw")
 >>> d.X_train.shape[1], d.n_classes, sorted(d.ood_kind.values())
 (64, 6, ['far', 'near'])
@@ -35,14 +39,16 @@ from ..exceptions import InputError
 from ._base import OOD_KINDS, MissingDataError, OpenSetData
 from ._util import check_seed, check_size
 
-__all__ = ["MissingDataError", "OOD_KINDS", "OpenSetData", "list_datasets", "list_representations", "load"]
+__all__ = ["MissingDataError", "OOD_KINDS", "OpenSetData", "list_datasets", "list_representations", "load",
+           "logits_only"]
 
 _REPRESENTATIONS: dict[str, tuple[str, ...]] = {
     "digits": ("classifier", "raw"),
-    "fashion-mnist": ("efficientnet-lite0", "classifier"),
-    "wordnet": ("minilm",),
+    "fashion-mnist": ("efficientnet-lite0", "classifier", "logits"),
+    "wordnet": ("minilm", "logits"),
     "shuttle": ("raw",),
     "satellite": ("raw",),
+    "letter": ("raw",),
     "attribution": ("cnn",),
 }
 
@@ -58,6 +64,8 @@ def _loader(name: str) -> Callable[..., OpenSetData]:
         from .mlbench import load_shuttle as f
     elif name == "satellite":
         from .mlbench import load_satellite as f
+    elif name == "letter":
+        from .mlbench import load_letter as f
     else:
         from .attribution import load_attribution as f
     return f
@@ -76,7 +84,7 @@ def list_representations(name: str) -> list[str]:
     """The representations a benchmark offers; the first is the default.
 
     >>> list_representations("fashion-mnist")
-    ['efficientnet-lite0', 'classifier']
+    ['efficientnet-lite0', 'classifier', 'logits']
     """
     _check_name(name)
     return list(_REPRESENTATIONS[name])
@@ -134,5 +142,26 @@ def load(name: str, *, representation: str | None = None, seed: int = 0, size: s
         raise InputError(f"{name} has no representation {representation!r}; choose one of {list(options)}.")
     seed = check_seed(seed)
     size = check_size(size)
+    if representation == "logits":
+        return logits_only(_loader(name)(representation=options[0], seed=seed, size=size, cache_dir=cache_dir,
+                                         progress=progress))
     return _loader(name)(representation=representation, seed=seed, size=size, cache_dir=cache_dir,
                          progress=progress)
+
+
+def logits_only(data: OpenSetData) -> OpenSetData:
+    """The benchmark seen through its head: every set's features replaced by the known-class logits, no head.
+
+    >>> d = logits_only(load("digits"))
+    >>> d.representation, d.head, d.X_train.shape[1] == d.n_classes
+    ('logits', None, True)
+    """
+    if data.head is None:
+        raise InputError(f"{data.name} ({data.representation}) has no head, so it has no logits.")
+    import dataclasses
+
+    return dataclasses.replace(
+        data, representation="logits", X_train=data.logits(data.X_train), X_val=data.logits(data.X_val),
+        X_test=data.logits(data.X_test), ood={k: data.logits(v) for k, v in data.ood.items()}, head=None,
+        description=data.description + f" Seen as logits only: the {data.n_classes} known-class logits of that "
+                                       f"representation ({data.representation}), no head.")

@@ -25,7 +25,9 @@ class COSTARR(Detector):
     .. warning::
        **Experimental.** COSTARR (Rabinowitz, Cruz, Scheirer, Boult, "COSTARR: Consolidated Open Set Technique
        with Attenuation for Robust Recognition", ICCV 2025, arXiv 2508.01087) has no public code, and only its
-       abstract could be read (docs/methods.md#costarr, **[UNVERIFIED: exact equation]**). What follows is our
+       abstract could be read (docs/methods.md#costarr, **[UNVERIFIED: exact equation]**). A later search of public code
+       and stored pages (the ICCV open-access page, the arXiv HTML version, a follow-up that ports COSTARR to
+       NLP) again reached only the abstract and introduction, and no reference implementation, so the mark stays. What follows is our
        *working hypothesis*, not the paper's equation; fitting emits a ``UserWarning`` saying so, and the
        class attribute ``experimental`` is ``True``. Do not report its numbers as COSTARR's.
 

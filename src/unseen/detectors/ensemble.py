@@ -214,13 +214,13 @@ class Ensemble(Detector):
         return X[np.sort(np.random.default_rng(0).choice(X.shape[0], cap, replace=False))]
 
     def _member_fit_scores(self, sample: np.ndarray) -> list[np.ndarray]:
-        """Each member's scores of the fit rows in ``sample`` as it scores them for its own threshold (leave-one-out
-        for neighbour detectors). A member whose fit-row scores are of other rows (SDM: its calibration split)
-        scores ``sample`` directly."""
+        """Each member's scores of the fit rows in ``sample`` as if they were new rows (``_score_fit_rows``:
+        leave-one-out for neighbour detectors, SDM leaves each row's own support entry out). A member that returns
+        another number of scores (a plugin's threshold sample) scores ``sample`` directly."""
         out = []
         for i, det in enumerate(self.members_):
             with _naming(i, type(det).name):
-                s = np.asarray(det._score_fit_sample(sample), dtype=np.float64)
+                s = np.asarray(det._score_fit_rows(sample), dtype=np.float64)
                 if s.shape != (sample.shape[0],):
                     s = np.asarray(det._score_batched(sample), dtype=np.float64)
             out.append(s)

@@ -20,13 +20,26 @@ __all__ = ["SAGE"]
 class SAGE(Detector):
     """SAGE-style ECDF ensemble of k-NN distance, PCA reconstruction error and softmax confidence.
 
-    After SAGE ("Generalization is not a universal guarantee…", 2025; docs/methods.md#sage, **[paper abstract
-    only]**), which trains a supervised autoencoder and turns three per-sample statistics — a k-NN distance
-    in its latent space, the reconstruction error and the task performance — into empirical probabilities
-    with ECDFs fitted on reference data, then combines them. Only the abstract was available: **the exact
-    statistics and combination rule of the paper were not verified**. This is the generic post-hoc "ECDF
-    ensemble" of docs/methods.md#sage, on a trained classifier's penultimate features ``z`` and head ``(W, b)``
-    (no autoencoder is trained; the PCA stands in for it):
+    After SAGE (Supervised Autoencoders for Generalization Estimates; Berry, Samathan, Schreyer et al., medRxiv
+    2025.08.20.25334101, "Ensemble uncertainty estimation improves skin cancer malignancy prediction"), which trains
+    a supervised autoencoder and turns three per-sample statistics — a k-NN distance in its latent space, the
+    reconstruction error and the task confidence — into empirical probabilities against reference (training)
+    data, then combines them. **Checked against the authors' reference code** (``prob_scoring.py`` of the SAGE
+    repository: ``compute_probabilities`` and ``rank_measures_get_probs``): each statistic, oriented lower = more
+    typical (log of the mean k-NN distance, reconstruction MSE, ``-log`` of the maximum softmax), becomes
+    ``p = 1 - searchsorted(sorted_reference, value) / n_ref`` — the share of reference values at least as
+    atypical — and the SAGE score is the **geometric mean** ``(p_dist * p_rec * p_task)^(1/3)``. That is this
+    class's default ``combine="product"`` (``"mean"`` and ``"min"`` remain as options). What differs, because
+    no autoencoder is trained here (post-hoc, on a trained classifier's penultimate features ``z`` and head
+    ``(W, b)``; the PCA stands in for the autoencoder):
+
+    * the k-NN statistic is :class:`~unseen.KNN`'s (squared distance to the k-th neighbour of the normalised
+      features, ``k=50``) where the reference averages the L1 distances to the ``k=25`` nearest latent codes;
+    * the reconstruction is the PCA's, not a decoder's;
+    * the reference values are a held-out part of the fit rows (below), not the training rows themselves;
+    * ``p`` is smoothed by one, ``(1 + n_ref p) / (n_ref + 1)``, so that no probability is 0 (the reference's
+      unsmoothed ``p`` is 0 beyond the most atypical reference value, which makes the geometric mean 0 and ties
+      every such row). The monotone transforms (log, -log) do not change an empirical probability.
 
     * ``s_knn(x) = -||z^ - z^_(k)||^2``: :class:`~unseen.KNN`'s score (normalised features, k-th neighbour),
       computed by a fitted ``KNN`` held in ``knn_``;
@@ -39,8 +52,8 @@ class SAGE(Detector):
 
         p_m(x) = (1 + #{i : r_{m,i} <= s_m(x)}) / (n_ref + 1),    in (0, 1],
 
-    combined into ``s = mean_m p_m`` (``combine="mean"``), ``min_m p_m`` (``"min"``) or the geometric mean
-    ``(prod_m p_m)^(1/3)`` (``"product"``); higher = more in-distribution. :meth:`components` returns the
+    combined into the geometric mean ``s = (prod_m p_m)^(1/3)`` (``combine="product"``, SAGE's rule), or
+    ``mean_m p_m`` (``"mean"``) or ``min_m p_m`` (``"min"``); higher = more in-distribution. :meth:`components` returns the
     three ``p_m``, i.e. which signal drove the verdict.
 
     Reference data: a seeded fraction ``reference_fraction`` of the fit rows is held out; the k-NN bank and
@@ -61,8 +74,8 @@ class SAGE(Detector):
         ``PCA(n_components=0.9)`` rule, capped at ``n_features - 1``). The value used is ``n_components_``.
     reference_fraction : float, default 0.2
         Fraction of the fit rows held out for the ECDFs, in ``[0, 1)``; 0 = leave-one-out mode (above).
-    combine : {"mean", "min", "product"}, default "mean"
-        How the three probabilities are combined.
+    combine : {"product", "mean", "min"}, default "product"
+        How the three probabilities are combined: ``"product"`` is the geometric mean, SAGE's published rule.
     seed : int, default 0
         Seeds the reference split (and the KNN's samples).
     tpr : float, default 0.95
@@ -117,7 +130,7 @@ class SAGE(Detector):
         k: int = 50,
         n_components: int | float = 0.9,
         reference_fraction: float = 0.2,
-        combine: str = "mean",
+        combine: str = "product",
         seed: int = 0,
         *,
         tpr: float = 0.95,

@@ -96,8 +96,11 @@ class SDM(Detector):
     estimates of :meth:`selective_predict` are only as honest as the calibration rows: fit on labelled data the
     classifier was **not** trained on (a validation split) when you rely on them, since training rows are
     classified better than new data. Support rows are never scored during ``fit`` (the threshold comes from the
-    calibration rows), so the reference's self-exclusion of a training row's own match is not needed; scoring
-    support rows afterwards finds each row itself (``d0 = 0``, ``delta = 1``).
+    calibration rows), so the reference's self-exclusion of a training row's own match is not needed there;
+    :meth:`score_samples` on support rows finds each row itself (``d0 = 0``, ``delta = 1``). Where fit rows must be
+    scored as new data — an :class:`~unseen.Ensemble` sets its member CDFs and threshold on them — each row's own
+    support entry is left out (a neighbour at distance 0 counts as the row itself, the reference's self-exclusion
+    and :class:`~unseen.KNN`'s leave-one-out), so those scores are as honest as the calibration rows'.
 
     Deviation: a class with no calibration row of ``q > 0`` is left out of the minimum over classes (the reference
     gives it ``delta_c = 0``, which would set ``delta = 0`` and the uniform distribution for every query); a fit
@@ -140,8 +143,6 @@ class SDM(Detector):
     requires_labels = True
     requires_head = True
     score_batch_rows: ClassVar[int] = 2048
-    # Its fit-row scores are those of its own calibration split, not one per fit row as an Ensemble needs.
-    ensemble_member = False
     unknown_proba_note = (
         "SDM's probabilities cover the known classes only (predict_proba_sdm): it says 'unknown' by flattening "
         "them towards 1/C and by q = 0 (components(X)['is_ood'])."
@@ -232,6 +233,16 @@ class SDM(Detector):
         # The threshold is set on the held-out calibration rows (support rows would find themselves).
         return self.calibration_probability_
 
+    def _score_fit_rows(self, X: np.ndarray) -> np.ndarray:
+        # One score per fit row, each row's own support entry left out (see the class notes).
+        rows = self.score_batch_rows
+        out = []
+        for i in range(0, X.shape[0], rows):
+            f = self._logits(X[i : i + rows])
+            q, d0, _ = self._similarity(X[i : i + rows], f.argmax(axis=1), leave_self_out=True)
+            out.append(self._sdm_score(f, q, self._delta(d0), d0))
+        return np.concatenate(out) if out else np.zeros(0)
+
     # ------------------------------------------------------------------------------------ the three signals
 
     def _walk(self, ids: np.ndarray, pred: np.ndarray) -> np.ndarray:
@@ -239,18 +250,32 @@ class SDM(Detector):
         ok &= self.support_predictions_[ids] == pred[:, None]
         return np.where(ok.all(axis=1), ok.shape[1], np.argmin(ok, axis=1)).astype(np.int64)
 
-    def _similarity(self, X: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(q, d0, id of the nearest support row) for each query row."""
+    def _similarity(
+        self, X: np.ndarray, pred: np.ndarray, leave_self_out: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(q, d0, id of the nearest support row) for each query row; ``leave_self_out``: a query's own support entry
+        (its first neighbour when at distance 0) is skipped, as for a row that was never in the support."""
         Q = np.ascontiguousarray(X, dtype=np.float32)
-        cap = min(int(self.max_q), self.support_.shape[0])
+        extra = int(leave_self_out)
+        cap = min(int(self.max_q), self.support_.shape[0] - extra)
         window = min(cap, _FIRST_WINDOW)
-        d, ids = nearest(Q, self.support_, window)
+        d, ids = self._search(Q, window, extra)
         q = self._walk(ids, pred)
         more = (q == window) & (window < cap)
         if more.any():
-            _, ids_more = nearest(Q[more], self.support_, cap)
+            _, ids_more = self._search(Q[more], cap, extra)
             q[more] = self._walk(ids_more, pred[more])
         return q, d[:, 0], ids[:, 0]
+
+    def _search(self, Q: np.ndarray, k: int, extra: int) -> tuple[np.ndarray, np.ndarray]:
+        d, ids = nearest(Q, self.support_, k + extra)
+        if not extra:
+            return d, ids
+        # The row itself: squared distance 0 up to float32 rounding of the faiss expansion |a|^2 + |b|^2 - 2ab.
+        scale = np.maximum(np.einsum("ij,ij->i", Q, Q, dtype=np.float64), 1.0)
+        own = d[:, 0] <= 1e-5 * scale
+        keep = np.where(own[:, None], np.arange(1, k + 1), np.arange(k))
+        return np.take_along_axis(d, keep, axis=1), np.take_along_axis(ids, keep, axis=1)
 
     def _delta(self, d0: np.ndarray) -> np.ndarray:
         """``min_c (1 - searchsorted(sorted_d_c, d0, 'left') / n_c)`` over the classes with calibration distances."""

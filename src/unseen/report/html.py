@@ -293,7 +293,12 @@ def _selection(v: _View, figs: _Figures, stem: str) -> str:
             ("best in hindsight", _e(best)),
             ("best in hindsight: test AUROC", _fmt(ba))]
     if _is_num(ca) and _is_num(ba):
-        rows.append(("gap (hindsight &minus; chosen)", _fmt(float(ba) - float(ca))))
+        rows.append(("regret (hindsight &minus; chosen)", _fmt(float(ba) - float(ca))))
+    for name, sets in (sel.get("evidence") or {}).items():
+        held = [x for k, x in sets.items() if k.startswith("held-out classes") and _is_num(x)]
+        parts = ([f"held-out classes {np.mean(held):.3f}"] if held else []) + [
+            f"{_e(k)} {x:.3f}" for k, x in sorted(sets.items()) if not k.startswith("held-out classes") and _is_num(x)]
+        rows.append((f"evidence for {_e(name)} (validation AUROC)", ", ".join(parts)))
     table = '<table class="kv">' + "".join(f"<tr><th>{k}</th><td>{t}</td></tr>" for k, t in rows) + "</table>"
     reason = f'<div class="reason">{_e(sel.get("reason") or "no reason given")}</div>'
     val = {str(k): x for k, x in (sel.get("validation") or {}).items() if _is_num(x)}
