@@ -17,7 +17,7 @@ from .._stats import logsumexp_rows
 from .._validation import check_param
 from ..base import DataShape, Detector, Neighbours, Signals
 from ..exceptions import InputError
-from ..search import MARGIN, brute_force_ids, exact_values, faiss_module, nearest_float64, nearest_inner, normalise
+from ..search import MARGIN, brute_force_ids, candidates, exact_values, half_squared_norms, faiss_module, nearest_float64, nearest_inner, normalise
 
 __all__ = ["KNN", "NNGuide"]
 
@@ -232,7 +232,7 @@ class KNN(Detector):
         return index
 
     def __getstate__(self):  # faiss objects do not pickle or deepcopy; they are rebuilt from index_bytes_
-        return {k: v for k, v in self.__dict__.items() if k != "_index_cache"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_index_cache", "_half_sq_cache")}
 
     def _measure_recall(self) -> float:
         """Recall@k of the approximate search (after re-ranking) against exact search, leaving each query out."""
@@ -267,7 +267,7 @@ class KNN(Detector):
         if approximate:
             _, ids = self._get_index().search(Q, n_cand)
         else:
-            _, ids = faiss_module().knn(Q, bank, n_cand)
+            ids = candidates(Q, bank, n_cand, bank_half_sq=self._half_sq())
         d = exact_values(Q, bank, ids, inner_product=False)
         col = min(n, n_cand) - 1
         order = np.argsort(d, axis=1, kind="stable")
@@ -281,6 +281,14 @@ class KNN(Detector):
             d[missing] = np.take_along_axis(d_m, order, 1)
             ids[missing] = np.take_along_axis(ids_m, order, 1)
         return d[:, : col + 1], ids[:, : col + 1], missing
+
+    def _half_sq(self) -> np.ndarray:
+        """``|b|^2 / 2`` of the bank rows for the candidate product, cached beside the bank it belongs to."""
+        cache = getattr(self, "_half_sq_cache", None)
+        if cache is None or cache[0] is not self.bank_:
+            cache = (self.bank_, half_squared_norms(self.bank_))
+            self._half_sq_cache = cache
+        return cache[1]
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         d, _, _ = self._search(normalise(X), self.k)
