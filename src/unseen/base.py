@@ -352,7 +352,11 @@ class Detector:
             if X.shape[0] > THRESHOLD_SAMPLE:
                 idx = np.sort(np.random.default_rng(0).choice(X.shape[0], THRESHOLD_SAMPLE, replace=False))
                 sample = X[idx]
-        self.offset_ = self._threshold(self._score_fit_sample(sample))
+        # A fit pass that already scored the threshold sample (ViM's second pass) leaves the scores here.
+        scores = self.__dict__.pop("_fit_sample_scores", None)
+        if scores is None or scores.shape[0] != sample.shape[0]:
+            scores = self._score_fit_sample(sample)
+        self.offset_ = self._threshold(scores)
         return self
 
     def _set_head(self, head: Any) -> None:
@@ -565,6 +569,11 @@ class _Recorded:
     @property
     def n_samples(self) -> int | None:
         return self.source.n_samples
+
+    @property
+    def sample_index(self) -> np.ndarray | None:
+        """Sorted row numbers of the threshold sample, once a first pass has fed the reservoir (else None)."""
+        return self.reservoir.index if self._fed else None
 
 
 def _same(a: Any, b: Any) -> bool:

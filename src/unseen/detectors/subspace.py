@@ -169,12 +169,25 @@ class ViM(_ResidualSpace):
                 f"ViM: the fit data spans only about {rank} dimensions around u, so nothing is left beyond "
                 f"dim={self.dim} and alpha is undefined. Pass dim < {rank} or fit on more (varied) samples."
             )
+        # Second pass: alpha. It computes each row's energy and residual norm anyway, so the rows that set the
+        # threshold (the base class's sample, known after the first pass) keep theirs: scoring them is free.
+        sample = getattr(source, "sample_index", None)
         n, max_logit_sum, residual_sum = 0, 0.0, 0.0
-        for _, block in source:  # second pass: alpha
-            max_logit_sum += float(self._logits(block).max(axis=1).sum())
-            residual_sum += float(self._residual_norm(block).sum())
+        energies, residuals = [], []
+        for start, block in source:
+            f = self._logits(block)
+            residual = self._residual_norm(block)
+            max_logit_sum += float(f.max(axis=1).sum())
+            residual_sum += float(residual.sum())
             n += block.shape[0]
+            if sample is not None:
+                lo, hi = np.searchsorted(sample, [start, start + block.shape[0]])
+                rows = sample[lo:hi] - start
+                energies.append(logsumexp_rows(f[rows]))
+                residuals.append(residual[rows])
         self.alpha_ = float((max_logit_sum / n) / (residual_sum / n))
+        if sample is not None:
+            self._fit_sample_scores = np.concatenate(energies) - self.alpha_ * np.concatenate(residuals)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         return logsumexp_rows(self._logits(X)) - self.alpha_ * self._residual_norm(X)
