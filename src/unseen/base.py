@@ -212,6 +212,8 @@ class Detector:
     supports_chunks: ClassVar[bool] = False
     #: Rows scored per block; bounds the memory of ``score_samples`` for any input size.
     score_batch_rows: ClassVar[int] = 8192
+    #: Rows per block on a torch device (``device=``), where larger blocks keep the device busy.
+    torch_batch_rows: ClassVar[int] = 65536
 
     fits_on_validation: ClassVar[bool] = False
     ensemble_member: ClassVar[bool] = True
@@ -323,6 +325,10 @@ class Detector:
         """
         owner = type(self).__name__
         check_param(self.tpr, "tpr", owner=owner, low=0.0, high=1.0, low_inclusive=False)
+        if "device" in self._param_names():
+            from .backend import check_device
+
+            check_device(self.device, owner)
         self._check_params()
         self._reset()
         if self.supports_chunks:
@@ -353,7 +359,7 @@ class Detector:
                 idx = np.sort(np.random.default_rng(0).choice(X.shape[0], THRESHOLD_SAMPLE, replace=False))
                 sample = X[idx]
         # A fit pass that already scored the threshold sample (ViM's second pass) leaves the scores here.
-        scores = self.__dict__.pop("_fit_sample_scores", None)
+        scores = self.__dict__.pop("_threshold_scores", None)
         if scores is None or scores.shape[0] != sample.shape[0]:
             scores = self._score_fit_sample(sample)
         self.offset_ = self._threshold(scores)
@@ -401,8 +407,60 @@ class Detector:
         self._check_fitted()
         return as_float_array(X, owner=type(self).__name__, n_features=self.n_features_in_)
 
+    # ------------------------------------------------------------------------------------ torch backend
+
+    def _torch_device(self) -> Any:
+        """The torch device of ``device=`` (None: NumPy, also for detectors without the parameter)."""
+        device = getattr(self, "device", None)
+        if device is None:
+            return None
+        cache = self.__dict__.get("_device_cache")
+        if cache is None or cache[0] != device:
+            from .backend import resolve
+
+            cache = (device, resolve(device, type(self).__name__))
+            self._device_cache = cache
+        return cache[1]
+
+    def _tensor(self, name: str, like: Any = None) -> Any:
+        """Fitted array ``name`` as a tensor on the device (in ``like``'s float dtype when given), cached for as
+        long as the attribute holds the same array."""
+        arr = getattr(self, name)
+        dtype = None if like is None else like.dtype
+        cache = self.__dict__.setdefault("_tensor_cache", {})
+        key = (name, str(dtype))
+        hit = cache.get(key)
+        if hit is not None and hit[0] is arr:
+            return hit[1]
+        from .backend import to_tensor
+
+        t = to_tensor(np.asarray(arr), self._torch_device(), dtype)
+        cache[key] = (arr, t)
+        return t
+
+    def _logits_torch(self, X: Any) -> Any:
+        """:meth:`_logits` on the device: float64 logits, the head product in the input's precision."""
+        import torch
+
+        if getattr(self, "W_", None) is None:
+            return X.to(torch.float64)
+        return (X @ self._tensor("W_", X).T).to(torch.float64) + self._tensor("b_")
+
+    def _score_torch(self, X: Any) -> Any:
+        """Scores of a validated block already on the device (a tensor), higher = more in-distribution."""
+        raise NotImplementedError
+
     def _score_batched(self, X: np.ndarray) -> np.ndarray:
-        rows = self.score_batch_rows
+        dev = self._torch_device()
+        if dev is not None and type(self)._score_torch is not Detector._score_torch:
+            from .backend import to_numpy, to_tensor
+
+            rows = self.torch_batch_rows
+            return np.concatenate(
+                [to_numpy(self._score_torch(to_tensor(X[i : i + rows], dev))) for i in range(0, X.shape[0], rows)]
+            )
+        # Detectors that move their own work to the device (KNN's search) take larger blocks there too.
+        rows = self.score_batch_rows if dev is None else self.torch_batch_rows
         if X.shape[0] <= rows:
             return np.asarray(self._score(X), dtype=np.float64)
         return np.concatenate([np.asarray(self._score(X[i : i + rows]), dtype=np.float64) for i in range(0, X.shape[0], rows)])

@@ -73,8 +73,16 @@ class KNN(Detector):
         HNSW search breadth (raised to ``k + 9`` when smaller: the search asks for ``k + 1 + 8`` candidates).
     seed : int, default 0
         Seeds the IVF clustering and the recall sample.
+    precision : {"fp32", "bf16", "fp16"}, default "fp32"
+        Precision of the similarity product on a torch ``device`` (exact index only). The candidates are
+        re-ranked in float32 either way; bf16/fp16 may miss a true neighbour, so their recall is measured at
+        fit and stored in ``recall_`` (fp32 is exact).
     tpr : float, default 0.95
         Fraction of the fit data accepted by ``predict``.
+    device : str or None, default None
+        None: NumPy and faiss on the CPU (the reference). ``"cuda"``, ``"cpu"``, ``"auto"``: exact search on
+        torch (:mod:`unseen.backend`): a tiled similarity product with a streaming top-k, memory bounded by the
+        tile. The IVF/HNSW indexes always search with faiss on the CPU.
 
     Attributes
     ----------
@@ -140,8 +148,10 @@ class KNN(Detector):
         hnsw_m: int = 32,
         ef_search: int = 128,
         seed: int = 0,
+        precision: str = "fp32",
         *,
         tpr: float = 0.95,
+        device: str | None = None,
     ):
         self.k = k
         self.index = index
@@ -150,7 +160,9 @@ class KNN(Detector):
         self.hnsw_m = hnsw_m
         self.ef_search = ef_search
         self.seed = seed
+        self.precision = precision
         self.tpr = tpr
+        self.device = device
 
     def _check_params(self) -> None:
         owner = type(self).__name__
@@ -162,6 +174,12 @@ class KNN(Detector):
         check_param(self.hnsw_m, "hnsw_m", owner=owner, kind=(int, np.integer), low=2)
         check_param(self.ef_search, "ef_search", owner=owner, kind=(int, np.integer), low=1)
         check_param(self.seed, "seed", owner=owner, kind=(int, np.integer), low=0)
+        check_param(self.precision, "precision", owner=owner, choices=["fp32", "bf16", "fp16"])
+        if self.precision != "fp32" and (self.device is None or self.index != "exact"):
+            raise InputError(
+                f"{owner}: precision={self.precision!r} is the similarity product of the torch backend's exact "
+                "search: pass device='cuda' (or 'cpu', 'auto') with index='exact', or keep precision='fp32'."
+            )
 
     # ------------------------------------------------------------------------------------ fit
 
@@ -183,6 +201,8 @@ class KNN(Detector):
         self.recall_ = 1.0
         self.index_bytes_ = np.zeros(0, dtype=np.uint8)
         if self.index == "exact":
+            if self._low_precision():
+                self.recall_ = self._measure_recall()
             return
         D = bank.shape[1]
         if self.index == "ivf":
@@ -221,7 +241,21 @@ class KNN(Detector):
         return int(getattr(self, "nlist_", 0)) > 0
 
     def _approximate(self) -> bool:
-        return self.index_bytes_.size > 0
+        return self.index_bytes_.size > 0 or self._low_precision()
+
+    def _low_precision(self) -> bool:
+        return getattr(self, "precision", "fp32") != "fp32" and self._torch_device() is not None
+
+    def _device_bank(self, precision: str):
+        """The bank on the torch device (:class:`unseen.backend.KnnBank`), cached for the current bank."""
+        from ..backend import KnnBank
+
+        cache = self.__dict__.setdefault("_device_banks", {})
+        hit = cache.get(precision)
+        if hit is None or hit[0] is not self.bank_ or hit[1].device != self._torch_device():
+            hit = (self.bank_, KnnBank(self.bank_, self._torch_device(), precision))
+            cache[precision] = hit
+        return hit[1]
 
     def _get_index(self):
         cache = getattr(self, "_index_cache", None)
@@ -232,7 +266,8 @@ class KNN(Detector):
         return index
 
     def __getstate__(self):  # faiss objects do not pickle or deepcopy; they are rebuilt from index_bytes_
-        return {k: v for k, v in self.__dict__.items() if k not in ("_index_cache", "_half_sq_cache")}
+        skip = ("_index_cache", "_half_sq_cache", "_device_banks", "_tensor_cache", "_device_cache")
+        return {k: v for k, v in self.__dict__.items() if k not in skip}
 
     def _measure_recall(self) -> float:
         """Recall@k of the approximate search (after re-ranking) against exact search, leaving each query out."""
@@ -264,6 +299,10 @@ class KNN(Detector):
         n_cand = min(n + MARGIN, bank.shape[0])
         if approximate is None:
             approximate = self._approximate()
+        if self._torch_device() is not None and not (approximate and self.index_bytes_.size > 0):
+            precision = self.precision if approximate else "fp32"
+            d, ids = self._device_bank(precision).search(Q, n)
+            return d, ids, np.zeros(Q.shape[0], dtype=bool)
         if approximate:
             _, ids = self._get_index().search(Q, n_cand)
         else:
