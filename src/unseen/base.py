@@ -210,6 +210,9 @@ class Detector:
     requires_labels: ClassVar[bool] = False
     requires_head: ClassVar[bool] = False
     supports_chunks: ClassVar[bool] = False
+    #: The fit is a map over blocks of rows (:meth:`unseen._stats.ClassMoments.block`, plus ViM's
+    #: ``_second_pass``) and a combine (``_fit_moments``), so :func:`unseen.scale.fit_files` can distribute it.
+    mergeable: ClassVar[bool] = False
     #: Rows scored per block; bounds the memory of ``score_samples`` for any input size.
     score_batch_rows: ClassVar[int] = 8192
     #: Rows per block on a torch device (``device=``), where larger blocks keep the device busy.

@@ -81,8 +81,13 @@ class _ClassGaussian(_GaussianBase):
     can_forget = True
     forget_takes_rows = True
 
+    mergeable = True
+
     def _fit_chunks(self, source, y) -> None:
-        classes, m = _accumulate(source, y, self.n_features_in_, type(self).__name__, self._torch_device())
+        self._fit_moments(*_accumulate(source, y, self.n_features_in_, type(self).__name__, self._torch_device()))
+
+    def _fit_moments(self, classes: np.ndarray, m: ClassMoments) -> None:
+        """The fitted state from merged moments (the combine step of a distributed fit)."""
         self.classes_ = classes
         self.counts_ = m.counts.copy()
         self.means_ = m.means.copy()
@@ -382,8 +387,12 @@ class Gaussian(_GaussianBase):
         self.tpr = tpr
         self.device = device
 
+    mergeable = True
+
     def _fit_chunks(self, source, y) -> None:
-        _, m = _accumulate(source, None, self.n_features_in_, type(self).__name__, self._torch_device())
+        self._fit_moments(*_accumulate(source, None, self.n_features_in_, type(self).__name__, self._torch_device()))
+
+    def _fit_moments(self, classes: np.ndarray, m: ClassMoments) -> None:
         self.location_ = m.total_mean()
         self.whitening_ = pinv_whitening(m.scatter / m.n)
 

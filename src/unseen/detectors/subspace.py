@@ -84,11 +84,16 @@ class _ResidualSpace(Detector):
                 "(the original ViM rule: D_p = 1000 if D >= 2048, 512 if D >= 768, else D/2)."
             )
 
+    mergeable = True
+
     def _fit_space(self, source: Iterable[tuple[int, np.ndarray]]) -> None:
+        self._check_dim()
+        self._space_from_moments(_moments(source, self.n_features_in_, self._torch_device()))
+
+    def _space_from_moments(self, m: ClassMoments) -> None:
         self._check_dim()
         D = self.n_features_in_
         self.u_ = -np.linalg.pinv(self.W_) @ self.b_
-        m = _moments(source, D, self._torch_device())
         # Covariance around u (assume_centered): scatter/N + (mean - u)(mean - u)^T.
         offset = m.total_mean() - self.u_
         cov = m.scatter / m.n + np.outer(offset, offset)
@@ -190,6 +195,15 @@ class ViM(_ResidualSpace):
 
     def _fit_chunks(self, source, y) -> None:
         self._fit_space(source)
+        self._check_rank()
+        self._alpha_pass(source)
+
+    def _fit_moments(self, classes: np.ndarray, m: ClassMoments) -> None:
+        """The principal space from merged moments; ``alpha_`` needs the second pass (:meth:`_second_pass`)."""
+        self._space_from_moments(m)
+        self._check_rank()
+
+    def _check_rank(self) -> None:
         vals = self.eigenvalues_
         rank = int((vals > vals.shape[0] * np.finfo(np.float64).eps * max(vals[0], 0.0)).sum())
         if rank <= self.dim:
@@ -197,23 +211,38 @@ class ViM(_ResidualSpace):
                 f"ViM: the fit data spans only about {rank} dimensions around u, so nothing is left beyond "
                 f"dim={self.dim} and alpha is undefined. Pass dim < {rank} or fit on more (varied) samples."
             )
+    def _alpha_pass(self, source) -> None:
         # Second pass: alpha. It computes each row's energy and residual norm anyway, so the rows that set the
         # threshold (the base class's sample, known after the first pass) keep theirs: scoring them is free.
         sample = getattr(source, "sample_index", None)
-        n, max_logit_sum, residual_sum = 0, 0.0, 0.0
-        energies, residuals = [], []
+        sums, energies, residuals = [], [], []
         for start, block in source:
-            max_logit, energy, residual = self._energy_and_residual(block)
-            max_logit_sum += float(max_logit.sum())
-            residual_sum += float(residual.sum())
-            n += block.shape[0]
+            rows = None
             if sample is not None:
                 lo, hi = np.searchsorted(sample, [start, start + block.shape[0]])
                 rows = sample[lo:hi] - start
-                energies.append(energy[rows])
-                residuals.append(residual[rows])
+            n_b, max_logit_b, residual_b, energy, residual = self._second_pass(block, rows)
+            sums.append((n_b, max_logit_b, residual_b))
+            energies.append(energy)
+            residuals.append(residual)
+        self._finish_second_pass(sums, energies if sample is not None else None, residuals)
+
+    def _second_pass(self, block: np.ndarray, rows: np.ndarray | None):
+        """One block of the alpha pass (the map step): rows, sum of max logits, sum of residual norms, and the
+        energy and residual norm of the threshold-sample rows ``rows`` of the block."""
+        max_logit, energy, residual = self._energy_and_residual(block)
+        take = np.zeros(0, dtype=np.int64) if rows is None else rows
+        return block.shape[0], float(max_logit.sum()), float(residual.sum()), energy[take], residual[take]
+
+    def _finish_second_pass(self, sums, energies, residuals) -> None:
+        """``alpha_`` from the blocks' sums, added in block order; the threshold sample's scores when given."""
+        n, max_logit_sum, residual_sum = 0, 0.0, 0.0
+        for n_b, max_logit_b, residual_b in sums:
+            n += n_b
+            max_logit_sum += max_logit_b
+            residual_sum += residual_b
         self.alpha_ = float((max_logit_sum / n) / (residual_sum / n))
-        if sample is not None:
+        if energies is not None:
             self._threshold_scores = np.concatenate(energies) - self.alpha_ * np.concatenate(residuals)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
@@ -267,6 +296,9 @@ class Residual(_ResidualSpace):
 
     def _fit_chunks(self, source, y) -> None:
         self._fit_space(source)
+
+    def _fit_moments(self, classes: np.ndarray, m: ClassMoments) -> None:
+        self._space_from_moments(m)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         return -self._residual_norm(X)
@@ -332,6 +364,7 @@ class NECO(Detector):
     family = "subspace"
     input_kind = "features"
     supports_chunks = True
+    mergeable = True
 
     def __init__(self, dim: int | None = None, *, tpr: float = 0.95, device: str | None = None):
         self.dim = dim
@@ -358,7 +391,10 @@ class NECO(Detector):
                 f"NECO: dim={self.dim} is larger than the number of features ({D}); pass dim <= {D} "
                 "or dim=None (components explaining 90% of the variance)."
             )
-        m = _moments(source, D, self._torch_device())
+        self._fit_moments(None, _moments(source, D, self._torch_device()))
+
+    def _fit_moments(self, classes: np.ndarray | None, m: ClassMoments) -> None:
+        D = self.n_features_in_
         mean = m.total_mean()
         cov = m.scatter / m.n
         var = np.maximum(np.diag(cov), 0.0)
