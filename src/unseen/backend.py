@@ -152,10 +152,14 @@ def knn_candidates(Q: Any, B: Any, n: int, *, half_sq: Any = None, tile_rows: in
     n = min(n, N)
     tile = tile_rows or max(_GROUP * 4 * n, min(N, _TILE_FLOATS // max(m, 1)))
     best_v = best_i = None
+    # On a CPU, bf16/fp16 element-wise kernels are slow: the selection runs on a float32 copy of each tile.
+    widen = Q.device.type == "cpu" and Q.dtype != torch.float32
     for j in range(0, N, tile):
         S = Q @ B[j : j + tile].T
+        if widen:
+            S = S.float()
         if half_sq is not None:
-            S -= half_sq[j : j + tile]
+            S -= half_sq[j : j + tile].float() if widen else half_sq[j : j + tile]
         v, c = _top_columns(S, min(n, S.shape[1]))
         c = c + j
         if best_v is None:

@@ -72,6 +72,8 @@ class ScoreReport:
     output: Path
     engine: str
     seconds: float
+    #: The largest peak resident memory of a process that scored (an actor, or this process), in MB.
+    peak_rss_mb: float = 0.0
 
     @property
     def rows_per_s(self) -> float:
@@ -225,7 +227,19 @@ def _score_block(det: Any, block: Block, output: str, feature_column: str | None
     tmp = final.with_name(final.name + ".tmp")
     pa.parquet.write_table(table, tmp)
     os.replace(tmp, final)  # a shard exists only when complete, so a re-run can skip it
-    return {"index": block.index, "rows": block.rows, "unfamiliar": int((decision < 0).sum())}
+    return {"index": block.index, "rows": block.rows, "unfamiliar": int((decision < 0).sum()), "peak_rss_mb": _peak_rss_mb()}
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory in MB (Linux ``VmHWM``; 0 where unknown)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
 
 
 class _RayScorer:
@@ -237,7 +251,7 @@ class _RayScorer:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = [_score_block(self.det, _block_from(batch, i), self.output, self.feature_column) for i in range(len(batch["index"]))]
-        return {k: np.array([r[k] for r in rows]) for k in ("index", "rows", "unfamiliar")}
+        return {k: np.array([r[k] for r in rows]) for k in ("index", "rows", "unfamiliar", "peak_rss_mb")}
 
 
 def _load_bytes(blob: bytes) -> Any:
@@ -371,7 +385,7 @@ def score_files(model: Any, inputs: Any, output: str | Path, *, engine: str = "l
     return ScoreReport(
         rows=int(sum(int(r["rows"]) for r in rows)), shards=len(blocks), skipped=len(blocks) - len(todo),
         unfamiliar=int(sum(int(r["unfamiliar"]) for r in rows)), output=out, engine=engine,
-        seconds=time.perf_counter() - t0,
+        seconds=time.perf_counter() - t0, peak_rss_mb=max([float(r["peak_rss_mb"]) for r in rows], default=0.0),
     )
 
 
