@@ -466,7 +466,15 @@ class Detector:
         rows = self.score_batch_rows if dev is None else self.torch_batch_rows
         if X.shape[0] <= rows:
             return np.asarray(self._score(X), dtype=np.float64)
-        return np.concatenate([np.asarray(self._score(X[i : i + rows]), dtype=np.float64) for i in range(0, X.shape[0], rows)])
+        from ._progress import progress
+
+        bar = progress(X.shape[0], f"{type(self).__name__} scoring")
+        out = []
+        for i in range(0, X.shape[0], rows):
+            out.append(np.asarray(self._score(X[i : i + rows]), dtype=np.float64))
+            bar.update(out[-1].shape[0])
+        bar.close()
+        return np.concatenate(out)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         """Scores of a validated block, higher = more in-distribution."""
@@ -621,10 +629,16 @@ class _Recorded:
         self.source, self.reservoir, self._fed = source, reservoir, False
 
     def __iter__(self):
+        from ._progress import progress
+
+        self._passes = getattr(self, "_passes", 0) + 1
+        bar = progress(self.source.n_samples, f"fit (pass {self._passes})")
         for start, block in self.source:
             if not self._fed:
                 self.reservoir.add(start, block)
+            bar.update(block.shape[0])
             yield start, block
+        bar.close()
         self._fed = True
 
     @property
