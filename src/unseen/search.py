@@ -164,6 +164,7 @@ def candidates(Q: np.ndarray, bank: np.ndarray, n: int, *, inner_product: bool =
             if not inner_product:
                 S -= bank_half_sq[j : j + w]
             v, c = _top_columns(S, n)
+            _release(bank)
             best_v = np.concatenate([best_v, v], axis=1)
             best_i = np.concatenate([best_i, c + j], axis=1)
             if best_v.shape[1] > n:
@@ -180,7 +181,19 @@ def half_squared_norms(bank: np.ndarray) -> np.ndarray:
     for s in range(0, bank.shape[0], 65536):
         B = np.asarray(bank[s : s + 65536], dtype=np.float32)
         out[s : s + B.shape[0]] = 0.5 * np.einsum("ij,ij->i", B, B)
+        _release(bank)
     return out
+
+
+def _release(bank: np.ndarray) -> None:
+    """After reading a block of a memory-mapped bank: drop its pages from the resident set (they stay in the
+    page cache), so a pass over a bank larger than memory does not show its whole size as resident."""
+    mm = getattr(bank, "_mmap", None)
+    if mm is not None and getattr(bank, "mode", "") == "r":
+        import mmap
+
+        if hasattr(mmap, "MADV_DONTNEED"):
+            mm.madvise(mmap.MADV_DONTNEED)
 
 
 def _top_columns(S: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
