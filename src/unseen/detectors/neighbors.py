@@ -79,6 +79,13 @@ def _release(bank: np.ndarray) -> None:
         mm.madvise(mmap.MADV_DONTNEED)
 
 
+def _advise(bank: np.ndarray, advice: str) -> None:
+    """``madvise`` a memory-mapped bank (``MADV_RANDOM`` before scattered reads, ``MADV_SEQUENTIAL`` before scans)."""
+    mm = getattr(bank, "_mmap", None)
+    if mm is not None and hasattr(mmap, advice):
+        mm.madvise(getattr(mmap, advice))
+
+
 def _pq_subquantizers(D: int) -> int:
     """Default IVF-PQ code size: the largest divisor of ``D`` that is at most ``D / 8`` (64 bytes at D = 512)."""
     target = max(1, D // 8)
@@ -441,7 +448,11 @@ class KNN(Detector):
         if approximate:
             _, ids = self._get_index().search(Q, n_cand)
         else:
+            if isinstance(bank, np.memmap):
+                _advise(bank, "MADV_SEQUENTIAL")  # a scan of the whole bank
             ids = candidates(Q, bank, n_cand, bank_half_sq=self._half_sq())
+        if isinstance(bank, np.memmap):
+            _advise(bank, "MADV_RANDOM")  # the re-rank reads scattered rows: no read-ahead, no fault-around
         d = exact_values(Q, bank, ids, inner_product=False)
         col = min(n, n_cand) - 1
         order = np.argsort(d, axis=1, kind="stable")
