@@ -251,3 +251,20 @@ def test_wrong_width_at_score(data):
     det = unseen.ViM(dim=8).fit(data.X, head=data.head)
     with pytest.raises(InputError, match="32 features"):
         det.score_samples(data.X_test[:, :10])
+
+
+def test_vim_threshold_reuses_the_alpha_pass():
+    """The threshold sample is scored during the alpha pass; the offset equals scoring those rows afterwards."""
+    import unseen
+    from unseen._validation import Reservoir
+    from unseen.base import THRESHOLD_SAMPLE, threshold_at_tpr
+
+    rng = np.random.default_rng(3)
+    X = np.abs(rng.normal(size=(30_000, 12))).astype(np.float32)
+    W, b = rng.normal(size=(4, 12)), rng.normal(size=4)
+    det = unseen.ViM(dim=6).fit(X, head=(W, b))
+    res = Reservoir(THRESHOLD_SAMPLE)
+    for s in range(0, X.shape[0], 16384):
+        res.add(s, X[s : s + 16384])
+    want = threshold_at_tpr(det.score_samples(X[res.index]), det.tpr)
+    assert det.offset_ == pytest.approx(want, rel=1e-6)

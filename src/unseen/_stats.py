@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy import sparse
 from scipy.special import logsumexp, softmax
@@ -35,12 +37,25 @@ class ClassMoments:
         self.means = np.zeros((n_classes, n_features))
         self.scatter = np.zeros((n_features, n_features))
 
-    def update(self, X: np.ndarray, y: np.ndarray | None = None) -> None:
-        """Add a block ``X`` with class indices ``y`` (``None`` for the single-class case)."""
-        n_classes = self.counts.shape[0]
+    def update(self, X: np.ndarray, y: np.ndarray | None = None, *, device: Any = None) -> None:
+        """Add a block ``X`` with class indices ``y`` (``None`` for the single-class case).
+
+        ``device`` (a torch device) computes the block's sums and scatter there; the merge runs on the host.
+        """
+        self.merge(*self.block(X, y, self.counts.shape[0], device=device))
+
+    @staticmethod
+    def block(X: np.ndarray, y: np.ndarray | None, n_classes: int, *, device: Any = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One block's per-class counts, means and within-class scatter (float64), what :meth:`merge` takes.
+
+        The map step of a distributed fit: blocks computed anywhere merge into the same statistics.
+        """
         if y is None:
             y = np.zeros(X.shape[0], dtype=np.int64)
         counts_b = np.bincount(y, minlength=n_classes)
+        if device is not None:
+            return (counts_b, *_block_torch(X, y, counts_b, n_classes, device))
         if n_classes == 1:
             sums_b = X.sum(0, dtype=np.float64)[None, :]
         else:
@@ -52,7 +67,12 @@ class ClassMoments:
         means_b[present] = sums_b[present] / counts_b[present, None]
         Xc = X - means_b.astype(X.dtype)[y]
         scatter_b = (Xc.T @ Xc).astype(np.float64)
+        return counts_b, means_b, scatter_b
 
+    def merge(self, counts_b: np.ndarray, means_b: np.ndarray, scatter_b: np.ndarray) -> None:
+        """Merge a block's statistics (from :meth:`block`) or another ``ClassMoments``'s (Chan et al.)."""
+        n_classes = self.counts.shape[0]
+        present = counts_b > 0
         n_a, n_b = self.counts, counts_b
         n = n_a + n_b
         delta = means_b - self.means
@@ -96,3 +116,20 @@ def pinv_whitening(cov: np.ndarray) -> np.ndarray:
     cutoff = np.abs(vals).max() * cov.shape[0] * np.finfo(np.float64).eps
     keep = vals > cutoff
     return vecs[:, keep] / np.sqrt(vals[keep])
+
+
+def _block_torch(X: np.ndarray, y: np.ndarray, counts_b: np.ndarray, n_classes: int, device: Any):
+    """:meth:`ClassMoments.block`'s sums and scatter on a torch device (in the block's precision)."""
+    import torch
+
+    from .backend import to_numpy, to_tensor
+
+    Xt = to_tensor(X, device)
+    yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64)).to(device)
+    sums = torch.zeros((n_classes, X.shape[1]), dtype=torch.float64, device=device)
+    sums.index_add_(0, yt, Xt.to(torch.float64))
+    present = counts_b > 0
+    means_b = np.zeros((n_classes, X.shape[1]))
+    means_b[present] = to_numpy(sums)[present] / counts_b[present, None]
+    Xc = Xt - to_tensor(means_b, device, Xt.dtype)[yt]
+    return means_b, to_numpy(Xc.T @ Xc)

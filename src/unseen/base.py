@@ -211,8 +211,13 @@ class Detector:
     requires_labels: ClassVar[bool] = False
     requires_head: ClassVar[bool] = False
     supports_chunks: ClassVar[bool] = False
+    #: The fit is a map over blocks of rows (:meth:`unseen._stats.ClassMoments.block`, plus ViM's
+    #: ``_second_pass``) and a combine (``_fit_moments``), so :func:`unseen.scale.fit_files` can distribute it.
+    mergeable: ClassVar[bool] = False
     #: Rows scored per block; bounds the memory of ``score_samples`` for any input size.
     score_batch_rows: ClassVar[int] = 8192
+    #: Rows per block on a torch device (``device=``), where larger blocks keep the device busy.
+    torch_batch_rows: ClassVar[int] = 65536
 
     fits_on_validation: ClassVar[bool] = False
     ensemble_member: ClassVar[bool] = True
@@ -345,6 +350,10 @@ class Detector:
         """
         owner = type(self).__name__
         check_param(self.tpr, "tpr", owner=owner, low=0.0, high=1.0, low_inclusive=False)
+        if "device" in self._param_names():
+            from .backend import check_device
+
+            check_device(self.device, owner)
         self._check_params()
         self._reset()
         if self.supports_chunks:
@@ -374,7 +383,11 @@ class Detector:
             if X.shape[0] > THRESHOLD_SAMPLE:
                 idx = np.sort(np.random.default_rng(0).choice(X.shape[0], THRESHOLD_SAMPLE, replace=False))
                 sample = X[idx]
-        fit_scores = np.asarray(self._score_fit_sample(sample), dtype=np.float64)
+        # A fit pass that already scored the threshold sample (ViM's second pass) leaves the scores here.
+        cached = self.__dict__.pop("_threshold_scores", None)
+        if cached is None or cached.shape[0] != sample.shape[0]:
+            cached = self._score_fit_sample(sample)
+        fit_scores = np.asarray(cached, dtype=np.float64)
         if not np.isfinite(fit_scores).all():
             _refuse_non_finite(owner, fit_scores, sample, 0, fitting=True)
         if fit_scores.shape[0] >= 10 and fit_scores.min() == fit_scores.max() and np.any(sample.min(0) != sample.max(0)):
@@ -437,11 +450,74 @@ class Detector:
         self._check_fitted()
         return as_float_array(X, owner=type(self).__name__, n_features=self.n_features_in_)
 
+    # ------------------------------------------------------------------------------------ torch backend
+
+    def _torch_device(self) -> Any:
+        """The torch device of ``device=`` (None: NumPy, also for detectors without the parameter)."""
+        device = getattr(self, "device", None)
+        if device is None:
+            return None
+        cache = self.__dict__.get("_device_cache")
+        if cache is None or cache[0] != device:
+            from .backend import resolve
+
+            cache = (device, resolve(device, type(self).__name__))
+            self._device_cache = cache
+        return cache[1]
+
+    def _tensor(self, name: str, like: Any = None) -> Any:
+        """Fitted array ``name`` as a tensor on the device (in ``like``'s float dtype when given), cached for as
+        long as the attribute holds the same array."""
+        arr = getattr(self, name)
+        dtype = None if like is None else like.dtype
+        cache = self.__dict__.setdefault("_tensor_cache", {})
+        key = (name, str(dtype))
+        hit = cache.get(key)
+        if hit is not None and hit[0] is arr:
+            return hit[1]
+        from .backend import to_tensor
+
+        t = to_tensor(np.asarray(arr), self._torch_device(), dtype)
+        cache[key] = (arr, t)
+        return t
+
+    def _logits_torch(self, X: Any) -> Any:
+        """:meth:`_logits` on the device: float64 logits, the head product in the input's precision."""
+        import torch
+
+        if getattr(self, "W_", None) is None:
+            return X.to(torch.float64)
+        return (X @ self._tensor("W_", X).T).to(torch.float64) + self._tensor("b_")
+
+    def _score_torch(self, X: Any) -> Any:
+        """Scores of a validated block already on the device (a tensor), higher = more in-distribution."""
+        raise NotImplementedError
+
     def _score_batched(self, X: np.ndarray) -> np.ndarray:
-        rows = self.score_batch_rows
+        dev = self._torch_device()
+        if dev is not None and type(self)._score_torch is not Detector._score_torch:
+            from .backend import to_numpy, to_tensor
+
+            rows = self.torch_batch_rows
+            s = np.concatenate(
+                [to_numpy(self._score_torch(to_tensor(X[i : i + rows], dev))) for i in range(0, X.shape[0], rows)]
+            ).astype(np.float64)
+            if not np.isfinite(s).all():
+                _refuse_non_finite(type(self).__name__, s, X, 0)
+            return s
+        # Detectors that move their own work to the device (KNN's search) take larger blocks there too.
+        rows = self.score_batch_rows if dev is None else self.torch_batch_rows
         if X.shape[0] <= rows:
             return self._score_block(X, 0)
-        return np.concatenate([self._score_block(X[i : i + rows], i) for i in range(0, X.shape[0], rows)])
+        from ._progress import progress
+
+        bar = progress(X.shape[0], f"{type(self).__name__} scoring")
+        out = []
+        for i in range(0, X.shape[0], rows):
+            out.append(self._score_block(X[i : i + rows], i))
+            bar.update(out[-1].shape[0])
+        bar.close()
+        return np.concatenate(out)
 
     def _score_block(self, X: np.ndarray, start: int) -> np.ndarray:
         """``_score`` of one block, checked: one finite float64 score per row, or an error that says why.
@@ -635,15 +711,26 @@ class _Recorded:
         self.source, self.reservoir, self._fed = source, reservoir, False
 
     def __iter__(self):
+        from ._progress import progress
+
+        self._passes = getattr(self, "_passes", 0) + 1
+        bar = progress(self.source.n_samples, f"fit (pass {self._passes})")
         for start, block in self.source:
             if not self._fed:
                 self.reservoir.add(start, block)
+            bar.update(block.shape[0])
             yield start, block
+        bar.close()
         self._fed = True
 
     @property
     def n_samples(self) -> int | None:
         return self.source.n_samples
+
+    @property
+    def sample_index(self) -> np.ndarray | None:
+        """Sorted row numbers of the threshold sample, once a first pass has fed the reservoir (else None)."""
+        return self.reservoir.index if self._fed else None
 
 
 def _checked_shape(scores: Any, n_rows: int, owner: str) -> np.ndarray:

@@ -14,7 +14,8 @@ import numpy as np
 
 from .exceptions import InputError, MissingDependencyError
 
-__all__ = ["read_array", "read_features", "read_head", "read_labels", "read_table_features", "write_scores"]
+__all__ = ["read_array", "read_features", "read_head", "read_labels", "read_table_features", "table_features",
+           "write_scores"]
 
 FEATURE_SUFFIXES = (".npy", ".npz", ".parquet")
 
@@ -22,6 +23,7 @@ FEATURE_SUFFIXES = (".npy", ".npz", ".parquet")
 def _pyarrow():
     try:
         import pyarrow
+        import pyarrow.compute
         import pyarrow.parquet
     except ImportError as exc:
         raise MissingDependencyError('Parquet files need pyarrow: pip install "unseen[parquet]"') from exc
@@ -139,8 +141,19 @@ def read_table_features(
     """
     path = Path(path)
     _check_exists(path)
+    return table_features(_read_table(path), path, label_column, column=column)
+
+
+def table_features(
+    table: Any, path: str | Path, label_column: str | None = None, *, column: str | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Features (and labels) of a pyarrow Table: every numeric column a feature, or one list column.
+
+    Numeric columns keep float32 when all are float32; an embedding list column is read without Python
+    objects (its flat values reshaped), so large tables convert at memory speed.
+    """
     pa = _pyarrow()
-    table = _read_table(path)
+    path = Path(path)
     labels = None
     if label_column is not None:
         labels = _column(path, table, label_column)
@@ -149,22 +162,28 @@ def read_table_features(
         if column not in table.column_names:
             raise _no_column(path, table, column)
         table = table.select([column])
-    list_cols = [f.name for f in table.schema if pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type)]
+    list_cols = [f.name for f in table.schema if pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type)
+                 or pa.types.is_large_list(f.type)]
     if list_cols:
         if len(table.column_names) != 1:
             raise InputError(
                 f"{path}: expected one embedding list column or only numeric columns, got {table.column_names}; "
                 f"name the features column: {path}:{list_cols[0]}."
             )
-        X = np.array(table.column(0).to_pylist(), dtype=np.float64)
-    else:
-        bad = [f.name for f in table.schema if not (pa.types.is_integer(f.type) or pa.types.is_floating(f.type))]
-        if bad:
-            raise InputError(
-                f"{path}: non-numeric columns {bad} cannot be features; if {bad[0]!r} holds the labels, name it as "
-                f"the label column (on the command line: --labels {path}:{bad[0]}), or drop it."
-            )
-        X = np.column_stack([table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names])
+        col = table.column(0).combine_chunks()
+        n = len(col)
+        values = np.asarray(pa.compute.list_flatten(col).to_numpy(zero_copy_only=False))
+        if n == 0 or values.shape[0] % n or (pa.compute.list_value_length(col).to_numpy() != values.shape[0] // n).any():
+            raise InputError(f"{path}: the embedding lists of column {table.column_names[0]!r} differ in length.")
+        X = values.reshape(n, values.shape[0] // n)
+        return (X if X.dtype == np.float32 else X.astype(np.float64)), labels
+    bad = [f.name for f in table.schema if not (pa.types.is_integer(f.type) or pa.types.is_floating(f.type))]
+    if bad:
+        raise InputError(
+            f"{path}: non-numeric columns {bad} cannot be features; if {bad[0]!r} holds the labels, name it as "
+            f"the label column (on the command line: --labels {path}:{bad[0]}), or drop it."
+        )
+    X = np.column_stack([table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names])
     return X, labels
 
 

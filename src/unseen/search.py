@@ -1,11 +1,19 @@
 """Exact nearest-neighbour search, shared by KNN, NNGuide, SDM, DEUP and :func:`unseen.explain`.
 
-faiss (imported when first needed; ``pip install faiss-cpu``) proposes ``n + MARGIN`` candidates, and their
-distances (or inner products) are then recomputed pair by pair with faiss's direct kernels
-(``fvec_L2sqr_by_idx``, ``fvec_inner_products_by_idx``). Results are therefore independent of how rows are
-batched (faiss's search switches between a BLAS and a direct kernel by batch size, which changes the last
-bits), and squared distances come from differences, without the cancellation of the BLAS expansion
-``|q|^2 + |b|^2 - 2 q.b``.
+Two steps. **Candidates**: the ``n + MARGIN`` best bank rows of each query by a float32 matrix product
+(:func:`candidates`): blocks of queries times blocks of bank rows through NumPy's BLAS, and a partial top-k
+per block that first takes the maximum of every group of 16 columns, keeps the best groups and selects among
+their members only (the top ``m`` values of a row lie in at most ``m`` groups, and those groups have the ``m``
+largest maxima, so nothing is lost). Block sizes follow the shapes (a few hundred MB at most), and for tiny
+query batches faiss's direct kernel is used. **Exact values**: the candidates' distances (or inner
+products) are recomputed pair by pair with faiss's direct kernels (``fvec_L2sqr_by_idx``,
+``fvec_inner_products_by_idx``). Results are therefore independent of how rows are batched (a BLAS product
+changes its last bits with the batch size), and squared distances come from differences, without the
+cancellation of the expansion ``|q|^2 + |b|^2 - 2 q.b`` that the candidate step uses.
+
+Threads: the BLAS product uses NumPy's BLAS threads; faiss's OpenMP threads are told not to spin while
+they wait (``OMP_WAIT_POLICY=PASSIVE`` when unseen imports faiss first), so they do not steal the cores of
+the BLAS threads on a busy machine.
 
 >>> import numpy as np
 >>> bank = np.eye(4, dtype=np.float32)
@@ -27,6 +35,7 @@ from .exceptions import MissingDependencyError
 __all__ = [
     "MARGIN",
     "brute_force_ids",
+    "candidates",
     "exact_values",
     "faiss_module",
     "nearest",
@@ -41,6 +50,12 @@ MARGIN = 8
 _BLOCK = 256
 _RERANK_FLOATS = 4_000_000
 _THREADS_SET = False
+#: Candidate search: columns per group of the two-stage partial top-k, the most float32 similarities one
+#: block holds (64 MB), the bank rows of one block, and the query count below which faiss's direct kernel wins.
+_GROUP = 16
+_BLOCK_FLOATS = 1 << 24
+_BANK_BLOCK = 16384
+_FEW_QUERIES = 16
 
 
 def faiss_module() -> Any:
@@ -52,6 +67,10 @@ def faiss_module() -> Any:
     """
     global _THREADS_SET
     first_import = "faiss" not in sys.modules
+    if first_import:
+        # Idle OpenMP threads that spin take the cores of the BLAS threads on a shared machine (libgomp reads
+        # this when it is loaded, so only before the first import; a value set by the caller is kept).
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import faiss
     except ImportError as exc:
@@ -99,6 +118,109 @@ def exact_values(Q: np.ndarray, bank: np.ndarray, ids: np.ndarray, *, inner_prod
     return values
 
 
+def candidates(Q: np.ndarray, bank: np.ndarray, n: int, *, inner_product: bool = False,
+               bank_half_sq: np.ndarray | None = None) -> np.ndarray:
+    """Ids of the ``n`` best rows of a float32 ``bank`` for each query by a float32 product (not sorted).
+
+    Best = smallest squared L2 distance (largest ``q.b - |b|^2 / 2``), or largest inner product. The values
+    are float32 products, so near-ties may swap: ask for a margin and re-rank with :func:`exact_values`.
+    ``bank_half_sq`` (``|b|^2 / 2`` per row, float32) may be passed to save recomputing it.
+
+    Examples
+    --------
+    >>> bank = np.eye(3, dtype=np.float32)
+    >>> sorted(candidates(np.array([[1.0, 0.2, 0.0]], dtype=np.float32), bank, 2)[0].tolist())
+    [0, 1]
+    """
+    Q = np.ascontiguousarray(Q, dtype=np.float32)
+    nq, nb = Q.shape[0], bank.shape[0]
+    n = min(n, nb)
+    if nb <= n:
+        return np.ascontiguousarray(np.broadcast_to(np.arange(nb, dtype=np.int64), (nq, nb)))
+    if nq < _FEW_QUERIES:  # a handful of queries: faiss's direct kernel (no BLAS) is faster than a product
+        try:
+            faiss = faiss_module()
+        except MissingDependencyError:
+            pass
+        else:
+            metric = faiss.METRIC_INNER_PRODUCT if inner_product else faiss.METRIC_L2
+            return faiss.knn(Q, np.ascontiguousarray(bank, dtype=np.float32), n, metric=metric)[1]
+    if not inner_product and bank_half_sq is None:
+        bank_half_sq = half_squared_norms(bank)
+    bb = min(nb, _BANK_BLOCK)
+    qb = max(1, min(nq, _BLOCK_FLOATS // bb))
+    out = np.empty((nq, n), dtype=np.int64)
+    buf = np.empty(qb * bb, dtype=np.float32)
+    for i in range(0, nq, qb):
+        Qb = Q[i : i + qb]
+        m = Qb.shape[0]
+        best_v = np.empty((m, 0), dtype=np.float32)
+        best_i = np.empty((m, 0), dtype=np.int64)
+        for j in range(0, nb, bb):
+            B = bank[j : j + bb]
+            w = B.shape[0]
+            S = buf[: m * w].reshape(m, w)
+            np.matmul(Qb, B.T, out=S)
+            if not inner_product:
+                S -= bank_half_sq[j : j + w]
+            v, c = _top_columns(S, n)
+            _release(bank)
+            best_v = np.concatenate([best_v, v], axis=1)
+            best_i = np.concatenate([best_i, c + j], axis=1)
+            if best_v.shape[1] > n:
+                keep = np.argpartition(best_v, best_v.shape[1] - n, axis=1)[:, -n:]
+                best_v = np.take_along_axis(best_v, keep, 1)
+                best_i = np.take_along_axis(best_i, keep, 1)
+        out[i : i + m] = best_i
+    return out
+
+
+def half_squared_norms(bank: np.ndarray) -> np.ndarray:
+    """``|b|^2 / 2`` of every row, float32 (what :func:`candidates` subtracts from ``q.b``)."""
+    out = np.empty(bank.shape[0], dtype=np.float32)
+    for s in range(0, bank.shape[0], 65536):
+        B = np.asarray(bank[s : s + 65536], dtype=np.float32)
+        out[s : s + B.shape[0]] = 0.5 * np.einsum("ij,ij->i", B, B)
+        _release(bank)
+    return out
+
+
+def _release(bank: np.ndarray) -> None:
+    """After reading a block of a memory-mapped bank: drop its pages from the resident set (they stay in the
+    page cache), so a pass over a bank larger than memory does not show its whole size as resident."""
+    mm = getattr(bank, "_mmap", None)
+    if mm is not None and getattr(bank, "mode", "") == "r":
+        import mmap
+
+        if hasattr(mmap, "MADV_DONTNEED"):
+            mm.madvise(mmap.MADV_DONTNEED)
+
+
+def _top_columns(S: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Values and columns of (at least) the ``n`` largest entries of each row of ``S`` (unsorted).
+
+    Two stages when the row is long: the maximum of every group of ``_GROUP`` columns (column ``c`` belongs
+    to group ``c % G``, so the reduction runs over contiguous rows of a ``(m, _GROUP, G)`` view), the ``n``
+    groups with the largest maxima, and their ``n * _GROUP`` members. The ``n`` largest entries lie in at
+    most ``n`` groups, each with a maximum at least the ``n``-th largest entry, so they are all among them.
+    """
+    m, w = S.shape
+    G = w // _GROUP
+    if G <= 2 * n:
+        cols = np.argpartition(S, w - n, axis=1)[:, -n:]
+        return np.take_along_axis(S, cols, 1), cols
+    head = G * _GROUP
+    groups = S[:, :head].reshape(m, _GROUP, G).max(axis=1)
+    top = np.argpartition(groups, G - n, axis=1)[:, -n:]
+    cols = (top[:, :, None] + G * np.arange(_GROUP)[None, None, :]).reshape(m, -1)
+    if head < w:  # the last few columns, outside the groups, are always candidates
+        cols = np.concatenate([cols, np.broadcast_to(np.arange(head, w), (m, w - head))], axis=1)
+    flat = cols + (np.arange(m, dtype=np.int64) * w)[:, None]
+    vals = np.take(S.reshape(-1), flat)
+    sel = np.argpartition(vals, vals.shape[1] - n, axis=1)[:, -n:]
+    return np.take_along_axis(vals, sel, 1), np.take_along_axis(cols, sel, 1)
+
+
 def brute_force_ids(Q: np.ndarray, bank: np.ndarray, n: int) -> np.ndarray:
     """Ids of the ``n`` nearest bank rows by brute force in NumPy (no faiss, or an approximate index that found
     too few), in blocks of 65 536 bank rows."""
@@ -131,17 +253,16 @@ def nearest(Q: np.ndarray, bank: np.ndarray, n: int) -> tuple[np.ndarray, np.nda
     n = min(n, bank.shape[0])
     n_cand = min(n + MARGIN, bank.shape[0])
     Q = np.ascontiguousarray(Q, dtype=np.float32)
-    _, ids = faiss_module().knn(Q, bank, n_cand)
+    ids = candidates(Q, bank, n_cand)
     return _sorted(exact_values(Q, bank, ids), ids, n)
 
 
 def nearest_inner(Q: np.ndarray, bank: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``n`` largest inner products with rows of a float32 ``bank`` (descending, exact, float64) and their ids."""
-    faiss = faiss_module()
     n = min(n, bank.shape[0])
     n_cand = min(n + MARGIN, bank.shape[0])
     Q = np.ascontiguousarray(Q, dtype=np.float32)
-    _, ids = faiss.knn(Q, bank, n_cand, metric=faiss.METRIC_INNER_PRODUCT)
+    ids = candidates(Q, bank, n_cand, inner_product=True)
     return _sorted(exact_values(Q, bank, ids, inner_product=True), ids, n, descending=True)
 
 
@@ -159,10 +280,7 @@ def nearest_float64(Q: np.ndarray, R: np.ndarray, n: int) -> tuple[np.ndarray, n
     block = max(1, min(_BLOCK, _RERANK_FLOATS // (n_cand * R.shape[1])))
     for s in range(0, Q.shape[0], block):
         Qb = np.asarray(Q[s : s + block], dtype=np.float64)
-        try:
-            _, ids = faiss_module().knn(np.ascontiguousarray(Qb, dtype=np.float32), R32, n_cand)
-        except MissingDependencyError:
-            ids = brute_force_ids(Qb.astype(np.float32), R32, n_cand)
+        ids = candidates(Qb.astype(np.float32), R32, n_cand)
         valid = ids >= 0
         ids = np.where(valid, ids, 0)
         diff = Qb[:, None, :] - R64[ids]

@@ -25,7 +25,8 @@ from ..exceptions import DegenerateFitError, InputError
 __all__ = ["Gaussian", "Mahalanobis", "RelativeMahalanobis"]
 
 
-def _accumulate(source: Iterable[tuple[int, np.ndarray]], y: np.ndarray | None, n_features: int, owner: str):
+def _accumulate(source: Iterable[tuple[int, np.ndarray]], y: np.ndarray | None, n_features: int, owner: str,
+                device=None):
     """One pass over the blocks: per-class counts and means, pooled within-class scatter."""
     if y is None:
         classes = np.zeros(1, dtype=np.int64)
@@ -35,12 +36,12 @@ def _accumulate(source: Iterable[tuple[int, np.ndarray]], y: np.ndarray | None, 
         moments = ClassMoments(n_features, classes.shape[0])
     for start, block in source:
         if y is None:
-            moments.update(block)
+            moments.update(block, device=device)
             continue
         yb = y[start : start + block.shape[0]]
         if yb.shape[0] != block.shape[0]:
             raise InputError(f"{owner} got fewer labels ({y.shape[0]}) than rows (at least {start + block.shape[0]}).")
-        moments.update(block, np.searchsorted(classes, yb))
+        moments.update(block, np.searchsorted(classes, yb), device=device)
     return classes, moments
 
 
@@ -74,6 +75,12 @@ def _restored_on_error(det: Detector) -> Iterator[None]:
         raise
 
 
+def _sq_dist_torch(Z, centers):
+    """:func:`_sq_dist` on tensors."""
+    d = (Z * Z).sum(1)[:, None] - 2.0 * Z @ centers.T + (centers * centers).sum(1)[None, :]
+    return d.clamp_min(0.0)
+
+
 class _GaussianBase(Detector):
     family = "distance"
     supports_chunks = True
@@ -81,6 +88,9 @@ class _GaussianBase(Detector):
     def _whiten(self, X: np.ndarray, L: np.ndarray) -> np.ndarray:
         # Centre on the overall mean first: smaller numbers, less cancellation in float32.
         return (X - self.location_.astype(X.dtype)) @ L.astype(X.dtype)
+
+    def _whiten_torch(self, X, name: str):
+        return (X - self._tensor("location_", X)) @ self._tensor(name, X)
 
 
 class _ClassGaussian(_GaussianBase):
@@ -101,8 +111,13 @@ class _ClassGaussian(_GaussianBase):
         "scatter_count_": "int>=1?", "location_": "float[D]", "whitening_": "float[D, R]", "centers_": "float[C, R]",
     }
 
+    mergeable = True
+
     def _fit_chunks(self, source, y) -> None:
-        classes, m = _accumulate(source, y, self.n_features_in_, type(self).__name__)
+        self._fit_moments(*_accumulate(source, y, self.n_features_in_, type(self).__name__, self._torch_device()))
+
+    def _fit_moments(self, classes: np.ndarray, m: ClassMoments) -> None:
+        """The fitted state from merged moments (the combine step of a distributed fit)."""
         self.classes_ = classes
         self.counts_ = m.counts.copy()
         self.means_ = m.means.copy()
@@ -293,8 +308,9 @@ class Mahalanobis(_ClassGaussian):
 
     name = "mahalanobis"
 
-    def __init__(self, *, tpr: float = 0.95):
+    def __init__(self, *, tpr: float = 0.95, device: str | None = None):
         self.tpr = tpr
+        self.device = device
 
     def class_distances(self, X) -> np.ndarray:
         """Squared Mahalanobis distance of each row to each class mean, ``(z - mu_c)^T P (z - mu_c)``.
@@ -310,6 +326,10 @@ class Mahalanobis(_ClassGaussian):
     def _score(self, X: np.ndarray) -> np.ndarray:
         Z = self._whiten(X, self.whitening_)
         return -_sq_dist(Z, self.centers_.astype(Z.dtype)).min(axis=1)
+
+    def _score_torch(self, X):
+        Z = self._whiten_torch(X, "whitening_")
+        return -_sq_dist_torch(Z, self._tensor("centers_", Z)).amin(dim=1)
 
     def signals(self, X: np.ndarray) -> Signals:
         Z = self._whiten(X, self.whitening_)
@@ -341,8 +361,9 @@ class RelativeMahalanobis(_ClassGaussian):
     name = "rmds"
     state_spec = {"background_whitening_": "float[D, *]"}
 
-    def __init__(self, *, tpr: float = 0.95):
+    def __init__(self, *, tpr: float = 0.95, device: str | None = None):
         self.tpr = tpr
+        self.device = device
 
     def _refresh(self) -> None:
         if self.classes_.shape[0] < 2:
@@ -378,6 +399,14 @@ class RelativeMahalanobis(_ClassGaussian):
         md_class, md_background = self._distances(X)
         return -(md_class - md_background[:, None]).min(axis=1)
 
+    def _score_torch(self, X):
+        import torch
+
+        Z = self._whiten_torch(X, "whitening_")
+        md_class = _sq_dist_torch(Z, self._tensor("centers_", Z)).to(torch.float64)
+        Z0 = self._whiten_torch(X, "background_whitening_").to(torch.float64)
+        return -(md_class - (Z0 * Z0).sum(dim=1, keepdim=True)).amin(dim=1)
+
     def signals(self, X: np.ndarray) -> Signals:
         md, md0 = self._distances(X)
         rel = md - md0[:, None]
@@ -407,17 +436,28 @@ class Gaussian(_GaussianBase):
     name = "gaussian"
     state_spec = {"location_": "float[D]", "whitening_": "float[D, R]"}
 
-    def __init__(self, *, tpr: float = 0.95):
+    def __init__(self, *, tpr: float = 0.95, device: str | None = None):
         self.tpr = tpr
+        self.device = device
+
+    mergeable = True
 
     def _fit_chunks(self, source, y) -> None:
-        _, m = _accumulate(source, None, self.n_features_in_, type(self).__name__)
+        self._fit_moments(*_accumulate(source, None, self.n_features_in_, type(self).__name__, self._torch_device()))
+
+    def _fit_moments(self, classes: np.ndarray, m: ClassMoments) -> None:
         self.location_ = m.total_mean()
         self.whitening_ = _whitening(m.scatter / m.n, type(self).__name__)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         Z = self._whiten(X, self.whitening_).astype(np.float64)
         return -(Z**2).sum(axis=1)
+
+    def _score_torch(self, X):
+        import torch
+
+        Z = self._whiten_torch(X, "whitening_").to(torch.float64)
+        return -(Z * Z).sum(dim=1)
 
     def signals(self, X: np.ndarray) -> Signals:
         return Signals.single("MD^2 to the mean", -self._score_batched(X), higher_is_id=False)

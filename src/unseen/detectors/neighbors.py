@@ -8,7 +8,9 @@ depend on how rows are batched). Normalisation follows OpenOOD and the original 
 from __future__ import annotations
 
 import math
+import mmap
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -17,7 +19,7 @@ from .._stats import logsumexp_rows
 from .._validation import check_param
 from ..base import DataShape, Detector, Neighbours, Signals
 from ..exceptions import InputError
-from ..search import MARGIN, brute_force_ids, exact_values, faiss_module, nearest_float64, nearest_inner, normalise
+from ..search import MARGIN, brute_force_ids, candidates, exact_values, half_squared_norms, faiss_module, nearest_float64, nearest_inner, normalise
 
 __all__ = ["KNN", "NNGuide"]
 
@@ -26,8 +28,23 @@ _IVF_NITER = 10
 _IVF_POINTS_PER_LIST = 64
 
 
-def _gather_rows(source: Iterable[tuple[int, np.ndarray]], n_features: int, n_samples: int | None) -> np.ndarray:
-    """Normalised float32 bank from blocks (preallocated when the row count is known)."""
+def _gather_rows(source: Iterable[tuple[int, np.ndarray]], n_features: int, n_samples: int | None,
+                 path: str | None = None) -> np.ndarray:
+    """Normalised float32 bank from blocks (preallocated when the row count is known); with ``path``, written
+    to that ``.npy`` file and returned as a read-only memory map, so the bank never has to fit in memory."""
+    if path is not None:
+        if n_samples is None:  # a list or a callable of blocks: count first
+            n_samples = 0
+            for start, block in source:
+                n_samples = start + block.shape[0]
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n_samples, n_features))
+        for start, block in source:
+            out[start : start + block.shape[0]] = normalise(block)
+            out.flush()
+            _release(out)
+        del out
+        return _open_bank(path, n_samples, n_features)
     if n_samples is not None:
         bank = np.empty((n_samples, n_features), dtype=np.float32)
         end = 0
@@ -36,6 +53,43 @@ def _gather_rows(source: Iterable[tuple[int, np.ndarray]], n_features: int, n_sa
             end = start + block.shape[0]
         return bank[:end]
     return np.concatenate([normalise(block) for _, block in source], axis=0)
+
+
+def _open_bank(path: str, rows: int, n_features: int) -> np.memmap:
+    """The on-disk bank as a read-only memory map, checked against the shape the detector was fitted with."""
+    try:
+        bank = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"KNN: the on-disk bank {path} cannot be read ({exc}); it is part of the saved detector: keep the file, "
+            "or refit."
+        ) from None
+    if bank.dtype != np.float32 or bank.shape != (rows, n_features):
+        raise InputError(
+            f"KNN: the on-disk bank {path} holds {bank.dtype} {bank.shape}, not the float32 ({rows}, {n_features}) "
+            "the detector was fitted with; refit, or restore the file."
+        )
+    return bank
+
+
+def _release(bank: np.ndarray) -> None:
+    """Drop the pages of a read memory map from this process's resident set (they stay in the page cache)."""
+    mm = getattr(bank, "_mmap", None)
+    if mm is not None and hasattr(mmap, "MADV_DONTNEED"):
+        mm.madvise(mmap.MADV_DONTNEED)
+
+
+def _advise(bank: np.ndarray, advice: str) -> None:
+    """``madvise`` a memory-mapped bank (``MADV_RANDOM`` before scattered reads, ``MADV_SEQUENTIAL`` before scans)."""
+    mm = getattr(bank, "_mmap", None)
+    if mm is not None and hasattr(mmap, advice):
+        mm.madvise(getattr(mmap, advice))
+
+
+def _pq_subquantizers(D: int) -> int:
+    """Default IVF-PQ code size: the largest divisor of ``D`` that is at most ``D / 8`` (64 bytes at D = 512)."""
+    target = max(1, D // 8)
+    return max(m for m in range(1, target + 1) if D % m == 0)
 
 
 class KNN(Detector):
@@ -58,12 +112,15 @@ class KNN(Detector):
     k : int, default 50
         Neighbour rank (OpenOOD ``knn.yml``; the paper uses 50 on CIFAR-10, 1000 on ImageNet). At most the
         number of fit rows.
-    index : {"exact", "ivf", "hnsw"}, default "exact"
-        ``"exact"`` searches the whole bank (faiss brute force, no index copy). ``"ivf"`` (faiss ``IVF,Flat``)
-        and ``"hnsw"`` (faiss ``HNSWFlat``) are approximate and much faster for large banks; their
-        recall@k against exact search is measured at fit and stored in ``recall_``.
+    index : {"exact", "ivf", "ivfpq", "hnsw"}, default "exact"
+        ``"exact"`` searches the whole bank (a blocked float32 product, no index copy). ``"ivf"`` (faiss
+        ``IVF,Flat``), ``"ivfpq"`` (faiss ``IVF,PQ``: product-quantised codes of ``pq_m`` bytes per row, the
+        large-bank index) and ``"hnsw"`` (faiss ``HNSWFlat``) are approximate and much faster for large banks;
+        their recall@k against exact search is measured at fit and stored in ``recall_``. Candidates are
+        always re-ranked with exact distances from the bank (``4 k + 8`` of them for ``"ivfpq"``).
     nlist : int, optional
-        IVF lists; default ``round(4 * sqrt(N))``, reduced to ``N // 39`` so every list has training points.
+        IVF lists; default ``round(4 * sqrt(N))``, reduced to ``N // 39`` so every list has training points
+        (and, for ``"ivfpq"``, to 4096, which bounds the training and adding time of very large banks).
         The coarse quantiser is trained by 10 k-means iterations on at most ``64 * nlist`` seeded fit rows.
     nprobe : int, default 16
         IVF lists visited per query.
@@ -73,8 +130,24 @@ class KNN(Detector):
         HNSW search breadth (raised to ``k + 9`` when smaller: the search asks for ``k + 1 + 8`` candidates).
     seed : int, default 0
         Seeds the IVF clustering and the recall sample.
+    precision : {"fp32", "bf16", "fp16"}, default "fp32"
+        Precision of the similarity product on a torch ``device`` (exact index only). The candidates are
+        re-ranked in float32 either way; bf16/fp16 may miss a true neighbour, so their recall is measured at
+        fit and stored in ``recall_`` (fp32 is exact).
     tpr : float, default 0.95
         Fraction of the fit data accepted by ``predict``.
+    pq_m : int, optional
+        Bytes per row of the ``"ivfpq"`` codes (8-bit sub-quantisers; must divide the number of features);
+        default the largest divisor of D that is at most D / 8.
+    bank_path : str, optional
+        Write the normalised bank to this ``.npy`` file and memory-map it instead of holding it in memory (a
+        10,000,000 x 512 bank is 20 GB). With ``"ivfpq"`` only the codes are in memory and the exact re-ranking
+        reads the candidates' rows from the file. A saved detector refers to the file (keep it); enrolling and
+        forgetting need an in-memory bank.
+    device : str or None, default None
+        None: NumPy and faiss on the CPU (the reference). ``"cuda"``, ``"cpu"``, ``"auto"``: exact search on
+        torch (:mod:`unseen.backend`): a tiled similarity product with a streaming top-k, memory bounded by the
+        tile. The IVF/HNSW indexes always search with faiss on the CPU.
 
     Attributes
     ----------
@@ -86,6 +159,8 @@ class KNN(Detector):
     index_bytes_ : ndarray of uint8
         The serialised approximate faiss index (empty for ``"exact"``), so loading does not retrain.
         An approximate index keeps its own copy of the vectors: memory is about twice the bank.
+    delta_auroc_ : float
+        Set by :meth:`measure_delta_auroc`: the AUROC change against exact search on given ID/OOD rows.
     recall_ : float
         Recall@k of the approximate search against exact search on up to 1000 seeded fit rows, each
         leaving itself out (1.0 for ``"exact"``). Candidates are re-ranked exactly, so this is the recall
@@ -140,8 +215,12 @@ class KNN(Detector):
         hnsw_m: int = 32,
         ef_search: int = 128,
         seed: int = 0,
+        precision: str = "fp32",
+        pq_m: int | None = None,
+        bank_path: str | None = None,
         *,
         tpr: float = 0.95,
+        device: str | None = None,
     ):
         self.k = k
         self.index = index
@@ -150,25 +229,40 @@ class KNN(Detector):
         self.hnsw_m = hnsw_m
         self.ef_search = ef_search
         self.seed = seed
+        self.precision = precision
+        self.pq_m = pq_m
+        self.bank_path = bank_path
         self.tpr = tpr
+        self.device = device
 
     def _check_params(self) -> None:
         owner = type(self).__name__
         check_param(self.k, "k", owner=owner, kind=(int, np.integer), low=1)
-        check_param(self.index, "index", owner=owner, choices=["exact", "ivf", "hnsw"])
+        check_param(self.index, "index", owner=owner, choices=["exact", "ivf", "ivfpq", "hnsw"])
+        if self.pq_m is not None:
+            check_param(self.pq_m, "pq_m", owner=owner, kind=(int, np.integer), low=1)
+        if self.bank_path is not None and not isinstance(self.bank_path, (str, Path)):
+            raise InputError(f"{owner}: bank_path must be a path to a .npy file (or None), got {self.bank_path!r}.")
         if self.nlist is not None:
             check_param(self.nlist, "nlist", owner=owner, kind=(int, np.integer), low=1)
         check_param(self.nprobe, "nprobe", owner=owner, kind=(int, np.integer), low=1)
         check_param(self.hnsw_m, "hnsw_m", owner=owner, kind=(int, np.integer), low=2)
         check_param(self.ef_search, "ef_search", owner=owner, kind=(int, np.integer), low=1)
         check_param(self.seed, "seed", owner=owner, kind=(int, np.integer), low=0)
+        check_param(self.precision, "precision", owner=owner, choices=["fp32", "bf16", "fp16"])
+        if self.precision != "fp32" and (self.device is None or self.index != "exact"):
+            raise InputError(
+                f"{owner}: precision={self.precision!r} is the similarity product of the torch backend's exact "
+                "search: pass device='cuda' (or 'cpu', 'auto') with index='exact', or keep precision='fp32'."
+            )
 
     # ------------------------------------------------------------------------------------ fit
 
     def _fit_chunks(self, source, y) -> None:
         self._index_cache = None
         faiss = faiss_module()  # fail early when faiss is missing
-        bank = _gather_rows(source, self.n_features_in_, source.n_samples)
+        path = None if self.bank_path is None else str(Path(self.bank_path).resolve())
+        bank = _gather_rows(source, self.n_features_in_, source.n_samples, path)
         n = bank.shape[0]
         if self.k > n:
             raise InputError(
@@ -183,23 +277,39 @@ class KNN(Detector):
         self.recall_ = 1.0
         self.index_bytes_ = np.zeros(0, dtype=np.uint8)
         if self.index == "exact":
+            if self._low_precision():
+                self.recall_ = self._measure_recall()
             return
         D = bank.shape[1]
-        if self.index == "ivf":
+        if self.index in ("ivf", "ivfpq"):
             if self.nlist is None:
                 nlist = max(1, min(int(round(4 * math.sqrt(n))), n // 39))
+                if self.index == "ivfpq":
+                    nlist = min(nlist, 4096)
             else:
                 nlist = int(self.nlist)
                 if nlist > n:
                     raise InputError(f"KNN: nlist={nlist} is larger than the number of fit rows ({n}); lower nlist.")
-            index = faiss.index_factory(D, f"IVF{nlist},Flat")
+            n_train = min(n, _IVF_POINTS_PER_LIST * nlist)
+            if self.index == "ivfpq":
+                m = int(self.pq_m) if self.pq_m is not None else _pq_subquantizers(D)
+                if D % m:
+                    raise InputError(f"KNN: pq_m={m} must divide the number of features ({D}); e.g. pq_m={_pq_subquantizers(D)}.")
+                index = faiss.IndexIVFPQ(faiss.IndexFlatL2(D), D, nlist, m, 8)
+                index.do_polysemous_training = False  # Hamming-ordered codes: 6x the training time, unused here
+                n_train = min(n, max(n_train, 256 * 39))  # every 8-bit sub-quantiser needs 256 x 39 points
+                self.pq_m_ = m
+            else:
+                index = faiss.index_factory(D, f"IVF{nlist},Flat")
             index.cp.seed = int(self.seed)
             index.cp.niter = _IVF_NITER
             rng = np.random.default_rng(self.seed)
-            n_train = min(n, _IVF_POINTS_PER_LIST * nlist)
             train = bank if n_train == n else bank[np.sort(rng.choice(n, n_train, replace=False))]
             index.train(np.ascontiguousarray(train))
-            index.add(bank)
+            del train
+            for s in range(0, n, 262144):  # in blocks: a memory-mapped bank is read once, page by page
+                index.add(np.ascontiguousarray(bank[s : s + 262144]))
+                _release(bank)
             self.nlist_ = nlist
             self.nprobe_ = min(int(self.nprobe), nlist)
         else:
@@ -221,7 +331,21 @@ class KNN(Detector):
         return int(getattr(self, "nlist_", 0)) > 0
 
     def _approximate(self) -> bool:
-        return self.index_bytes_.size > 0
+        return self.index_bytes_.size > 0 or self._low_precision()
+
+    def _low_precision(self) -> bool:
+        return getattr(self, "precision", "fp32") != "fp32" and self._torch_device() is not None
+
+    def _device_bank(self, precision: str):
+        """The bank on the torch device (:class:`unseen.backend.KnnBank`), cached for the current bank."""
+        from ..backend import KnnBank
+
+        cache = self.__dict__.setdefault("_device_banks", {})
+        hit = cache.get(precision)
+        if hit is None or hit[0] is not self.bank_ or hit[1].device != self._torch_device():
+            hit = (self.bank_, KnnBank(self.bank_, self._torch_device(), precision))
+            cache[precision] = hit
+        return hit[1]
 
     def _get_index(self):
         cache = getattr(self, "_index_cache", None)
@@ -231,13 +355,39 @@ class KNN(Detector):
         self._index_cache = (self.index_bytes_, index)
         return index
 
+    def _get_state(self) -> dict[str, Any]:
+        state = super()._get_state()
+        if isinstance(self.bank_, np.memmap):  # the bank stays in its file; the saved detector refers to it
+            state.pop("bank_")
+            state["bank_file_"] = str(self.bank_.filename)
+            state["bank_rows_"] = int(self.bank_.shape[0])
+        return state
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        path, rows = state.pop("bank_file_", None), state.pop("bank_rows_", None)
+        super()._set_state(state)
+        if path is not None:
+            self.bank_ = _open_bank(path, int(rows), int(self.n_features_in_))
+
+    def _check_in_memory(self, what: str) -> None:
+        if isinstance(self.bank_, np.memmap):
+            raise InputError(
+                f"KNN.{what} needs the bank in memory, and this one is on disk ({self.bank_.filename}); refit with the "
+                "changed rows (bank_path= keeps the new bank on disk too)."
+            )
+
     def __getstate__(self):  # faiss objects do not pickle or deepcopy; they are rebuilt from index_bytes_
-        return {k: v for k, v in self.__dict__.items() if k != "_index_cache"}
+        skip = ("_index_cache", "_half_sq_cache", "_device_banks", "_tensor_cache", "_device_cache")
+        return {k: v for k, v in self.__dict__.items() if k not in skip}
 
     def _measure_recall(self) -> float:
-        """Recall@k of the approximate search (after re-ranking) against exact search, leaving each query out."""
+        """Recall@k of the approximate search (after re-ranking) against exact search, leaving each query out.
+
+        Up to 1000 seeded bank rows; fewer on very large banks (at least 100), so that the exact search of the
+        sample stays below ~2e12 multiply-adds."""
         n = self.bank_.shape[0]
-        m = min(1000, n)
+        m = min(1000, n, max(100, int(2e12 // (n * self.bank_.shape[1]))))
         rows = np.sort(np.random.default_rng(self.seed).choice(n, m, replace=False))
         Q = self.bank_[rows]
         n_nb = min(self.k + 1, n)
@@ -250,6 +400,31 @@ class KNN(Detector):
             found += len(set(e.tolist()) & set(a.tolist()))
             total += len(e)
         return float(found / total)
+
+    def measure_delta_auroc(self, X_id: Any, X_ood: Any) -> float:
+        """AUROC (ID vs OOD, OOD = lower score) of this approximate KNN minus that of exact search on the same
+        bank, stored in ``delta_auroc_`` (0.0 for an exact, fp32 search). Needs labelled evaluation rows, which
+        fit does not have; the benchmark calls it.
+
+        Examples
+        --------
+        >>> det = unseen.KNN(index="ivfpq").fit(X); det.measure_delta_auroc(X_val, X_ood)  # doctest: +SKIP
+        """
+        from ..metrics import auroc
+
+        self._check_fitted()
+        Q_id, Q_ood = normalise(self._validate(X_id)), normalise(self._validate(X_ood))
+        if not self._approximate():
+            self.delta_auroc_ = 0.0
+            return 0.0
+        out = []
+        for approximate in (True, False):
+            s = [-self._search(Q[i : i + 8192], self.k, approximate=approximate)[0][:, self.k - 1]
+                 for Q in (Q_id, Q_ood) for i in range(0, Q.shape[0], 8192)]
+            n_id = -(-Q_id.shape[0] // 8192)
+            out.append(auroc(np.concatenate(s[:n_id]), np.concatenate(s[n_id:])))
+        self.delta_auroc_ = float(out[0] - out[1])
+        return self.delta_auroc_
 
     # ------------------------------------------------------------------------------------ search
 
@@ -264,10 +439,20 @@ class KNN(Detector):
         n_cand = min(n + MARGIN, bank.shape[0])
         if approximate is None:
             approximate = self._approximate()
+        if approximate and getattr(self, "pq_m_", 0):  # PQ distances are coarse: re-rank more candidates
+            n_cand = min(4 * n + MARGIN, bank.shape[0])
+        if self._torch_device() is not None and not (approximate and self.index_bytes_.size > 0):
+            precision = self.precision if approximate else "fp32"
+            d, ids = self._device_bank(precision).search(Q, n)
+            return d, ids, np.zeros(Q.shape[0], dtype=bool)
         if approximate:
             _, ids = self._get_index().search(Q, n_cand)
         else:
-            _, ids = faiss_module().knn(Q, bank, n_cand)
+            if isinstance(bank, np.memmap):
+                _advise(bank, "MADV_SEQUENTIAL")  # a scan of the whole bank
+            ids = candidates(Q, bank, n_cand, bank_half_sq=self._half_sq())
+        if isinstance(bank, np.memmap):
+            _advise(bank, "MADV_RANDOM")  # the re-rank reads scattered rows: no read-ahead, no fault-around
         d = exact_values(Q, bank, ids, inner_product=False)
         col = min(n, n_cand) - 1
         order = np.argsort(d, axis=1, kind="stable")
@@ -280,7 +465,17 @@ class KNN(Detector):
             order = np.argsort(d_m, axis=1, kind="stable")
             d[missing] = np.take_along_axis(d_m, order, 1)
             ids[missing] = np.take_along_axis(ids_m, order, 1)
+        if isinstance(bank, np.memmap):
+            _release(bank)
         return d[:, : col + 1], ids[:, : col + 1], missing
+
+    def _half_sq(self) -> np.ndarray:
+        """``|b|^2 / 2`` of the bank rows for the candidate product, cached beside the bank it belongs to."""
+        cache = getattr(self, "_half_sq_cache", None)
+        if cache is None or cache[0] is not self.bank_:
+            cache = (self.bank_, half_squared_norms(self.bank_))
+            self._half_sq_cache = cache
+        return cache[1]
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         d, _, _ = self._search(normalise(X), self.k)
@@ -339,6 +534,7 @@ class KNN(Detector):
         (True, True)
         """
         self._check_fitted()
+        self._check_in_memory("enroll")
         owner = type(self).__name__
         X = self._validate(X)
         labelled = getattr(self, "bank_labels_", None) is not None
@@ -383,6 +579,7 @@ class KNN(Detector):
         self
         """
         self._check_fitted()
+        self._check_in_memory("forget")
         owner = type(self).__name__
         labels = getattr(self, "bank_labels_", None)
         if labels is None:
@@ -419,8 +616,10 @@ class KNN(Detector):
     # rebuilding it from stored arrays instead.
 
     state_spec = {
-        "bank_": "float32[N, D]", "bank_labels_": "int[N]?", "nlist_": "int>=0", "nprobe_": "int>=0",
+        "bank_": "float32[N, D]?", "bank_labels_": "int[N]?", "nlist_": "int>=0", "nprobe_": "int>=0",
         "ef_search_": "int>=0", "recall_": "float", "index_bytes_": "uint8[*]",
+        # A bank kept on disk (bank_path=) is saved as its file and row count instead of bank_.
+        "bank_file_": "str?", "bank_rows_": "int=N?", "pq_m_": "int>=1?", "delta_auroc_": "float?",
     }
 
     def _check_state(self) -> None:
@@ -430,7 +629,7 @@ class KNN(Detector):
         if self.k > n:
             raise InputError(f"k = {self.k} exceeds the {n} bank rows")
         kind = "exact" if self.index_bytes_.size == 0 else ("ivf" if self.nlist_ > 0 else "hnsw")
-        if kind != self.index or (self.nlist_ > 0) != (self.nprobe_ > 0) or (kind == "hnsw") != (self.ef_search_ > 0):
+        if kind != self.index.replace("ivfpq", "ivf") or (self.nlist_ > 0) != (self.nprobe_ > 0) or (kind == "hnsw") != (self.ef_search_ > 0):
             raise InputError(f"the stored index ({kind}, nlist_={self.nlist_}, nprobe_={self.nprobe_}, "
                              f"ef_search_={self.ef_search_}) does not match index={self.index!r}")
         if kind != "exact":

@@ -50,6 +50,12 @@ class _Shaping(Detector):
         """Energy score of the shaped features: ``logsumexp(Z W^T + b)``."""
         return logsumexp_rows(np.asarray(Z, dtype=np.float64) @ self.W_.T + self.b_)
 
+    def _energy_torch(self, Z):
+        import torch
+
+        Z = Z.to(torch.float64)
+        return torch.logsumexp(Z @ self._tensor("W_", Z).T + self._tensor("b_"), dim=1)
+
 
 class _TopK(_Shaping):
     """Shared fit of ASH and SCALE: the number of activations kept per sample, ``k = n - round(n p / 100)``."""
@@ -91,6 +97,22 @@ class _TopK(_Shaping):
         need = k - above.sum(axis=1, keepdims=True)
         return above | (tie & (np.cumsum(tie, axis=1) <= need))
 
+    def _top_k_mask_torch(self, X):
+        import torch
+
+        n, k = X.shape[1], self.n_kept_
+        kth = torch.kthvalue(X, n - k + 1, dim=1, keepdim=True).values
+        above = X > kth
+        tie = X == kth
+        need = k - above.sum(dim=1, keepdim=True)
+        return above | (tie & (torch.cumsum(tie, dim=1) <= need))
+
+    @staticmethod
+    def _ratio_torch(s1, s2):
+        import torch
+
+        return torch.where(s2 != 0, s1 / torch.where(s2 != 0, s2, torch.ones_like(s2)), torch.zeros_like(s1))
+
     @staticmethod
     def _ratio(s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
         # s2 == 0 only when the kept activations are all zero; the ratio then multiplies zeros (ASH-S) or is
@@ -117,6 +139,9 @@ class ReAct(_Shaping):
         sweep {85, 90, 95, 99}).
     tpr : float, default 0.95
         Fraction of the fit data accepted by ``predict``.
+    device : str or None, default None
+        Where scoring runs: None for NumPy (the reference); ``"cuda"``, ``"cpu"`` or ``"auto"`` for torch
+        (see :mod:`unseen.backend`). Scores agree with NumPy's within float32 rounding.
 
     Attributes
     ----------
@@ -140,9 +165,10 @@ class ReAct(_Shaping):
     def tuning_grid(cls, shape: DataShape) -> list[dict[str, Any]]:
         return [{"percentile": p} for p in (85, 90, 95, 99)]
 
-    def __init__(self, percentile: float = 90, *, tpr: float = 0.95):
+    def __init__(self, percentile: float = 90, *, tpr: float = 0.95, device: str | None = None):
         self.percentile = percentile
         self.tpr = tpr
+        self.device = device
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
         t = float(np.percentile(X, self.percentile))
@@ -158,6 +184,11 @@ class ReAct(_Shaping):
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         return self._energy(np.minimum(X, self.threshold_))
+
+    def _score_torch(self, X):
+        import torch
+
+        return self._energy_torch(torch.clamp(X.to(torch.float64), max=self.threshold_))
 
 
 class ASHP(_TopK):
@@ -175,6 +206,9 @@ class ASHP(_TopK):
         Percent (0–100) of the activations of each sample that are zeroed.
     tpr : float, default 0.95
         Fraction of the fit data accepted by ``predict``.
+    device : str or None, default None
+        Where scoring runs: None for NumPy (the reference); ``"cuda"``, ``"cpu"`` or ``"auto"`` for torch
+        (see :mod:`unseen.backend`). Scores agree with NumPy's within float32 rounding.
 
     Examples
     --------
@@ -187,13 +221,20 @@ class ASHP(_TopK):
 
     name = "ash_p"
 
-    def __init__(self, percentile: float = 90, *, tpr: float = 0.95):
+    def __init__(self, percentile: float = 90, *, tpr: float = 0.95, device: str | None = None):
         self.percentile = percentile
         self.tpr = tpr
+        self.device = device
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
         return self._energy(np.where(self._top_k_mask(X), X, 0.0))
+
+    def _score_torch(self, X):
+        import torch
+
+        X = X.to(torch.float64)
+        return self._energy_torch(torch.where(self._top_k_mask_torch(X), X, torch.zeros_like(X)))
 
 
 class ASHB(_TopK):
@@ -213,6 +254,9 @@ class ASHB(_TopK):
         Percent (0–100) of the activations of each sample that are zeroed.
     tpr : float, default 0.95
         Fraction of the fit data accepted by ``predict``.
+    device : str or None, default None
+        Where scoring runs: None for NumPy (the reference); ``"cuda"``, ``"cpu"`` or ``"auto"`` for torch
+        (see :mod:`unseen.backend`). Scores agree with NumPy's within float32 rounding.
 
     Examples
     --------
@@ -225,14 +269,22 @@ class ASHB(_TopK):
 
     name = "ash_b"
 
-    def __init__(self, percentile: float = 90, *, tpr: float = 0.95):
+    def __init__(self, percentile: float = 90, *, tpr: float = 0.95, device: str | None = None):
         self.percentile = percentile
         self.tpr = tpr
+        self.device = device
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
         fill = X.sum(axis=1, keepdims=True) / self.n_kept_
         return self._energy(self._top_k_mask(X) * fill)
+
+    def _score_torch(self, X):
+        import torch
+
+        X = X.to(torch.float64)
+        fill = X.sum(dim=1, keepdim=True) / self.n_kept_
+        return self._energy_torch(self._top_k_mask_torch(X) * fill)
 
 
 class ASHS(_TopK):
@@ -251,6 +303,9 @@ class ASHS(_TopK):
         Percent (0–100) of the activations of each sample that are zeroed.
     tpr : float, default 0.95
         Fraction of the fit data accepted by ``predict``.
+    device : str or None, default None
+        Where scoring runs: None for NumPy (the reference); ``"cuda"``, ``"cpu"`` or ``"auto"`` for torch
+        (see :mod:`unseen.backend`). Scores agree with NumPy's within float32 rounding.
 
     Examples
     --------
@@ -263,15 +318,24 @@ class ASHS(_TopK):
 
     name = "ash_s"
 
-    def __init__(self, percentile: float = 90, *, tpr: float = 0.95):
+    def __init__(self, percentile: float = 90, *, tpr: float = 0.95, device: str | None = None):
         self.percentile = percentile
         self.tpr = tpr
+        self.device = device
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
         pruned = np.where(self._top_k_mask(X), X, 0.0)
         ratio = self._ratio(X.sum(axis=1), pruned.sum(axis=1))
         return self._energy(pruned * np.exp(ratio)[:, None])
+
+    def _score_torch(self, X):
+        import torch
+
+        X = X.to(torch.float64)
+        pruned = torch.where(self._top_k_mask_torch(X), X, torch.zeros_like(X))
+        ratio = self._ratio_torch(X.sum(dim=1), pruned.sum(dim=1))
+        return self._energy_torch(pruned * ratio.exp()[:, None])
 
 
 class SCALE(_TopK):
@@ -290,6 +354,9 @@ class SCALE(_TopK):
         Percent (0–100) of the activations left out of ``s2``.
     tpr : float, default 0.95
         Fraction of the fit data accepted by ``predict``.
+    device : str or None, default None
+        Where scoring runs: None for NumPy (the reference); ``"cuda"``, ``"cpu"`` or ``"auto"`` for torch
+        (see :mod:`unseen.backend`). Scores agree with NumPy's within float32 rounding.
 
     Examples
     --------
@@ -302,9 +369,10 @@ class SCALE(_TopK):
 
     name = "scale"
 
-    def __init__(self, percentile: float = 85, *, tpr: float = 0.95):
+    def __init__(self, percentile: float = 85, *, tpr: float = 0.95, device: str | None = None):
         self.percentile = percentile
         self.tpr = tpr
+        self.device = device
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
@@ -312,6 +380,14 @@ class SCALE(_TopK):
         s2 = np.partition(X, n - k, axis=1)[:, n - k :].sum(axis=1)
         ratio = self._ratio(X.sum(axis=1), s2)
         return self._energy(X * np.exp(ratio)[:, None])
+
+    def _score_torch(self, X):
+        import torch
+
+        X = X.to(torch.float64)
+        s2 = torch.topk(X, self.n_kept_, dim=1, sorted=False).values.sum(dim=1)
+        ratio = self._ratio_torch(X.sum(dim=1), s2)
+        return self._energy_torch(X * ratio.exp()[:, None])
 
 
 class DICE(_Shaping):
@@ -331,6 +407,9 @@ class DICE(_Shaping):
         Percent (0–100) of the weight contributions that are masked out (original: 90 CIFAR, 70 ImageNet).
     tpr : float, default 0.95
         Fraction of the fit data accepted by ``predict``.
+    device : str or None, default None
+        Where scoring runs: None for NumPy (the reference); ``"cuda"``, ``"cpu"`` or ``"auto"`` for torch
+        (see :mod:`unseen.backend`). Scores agree with NumPy's within float32 rounding.
 
     Attributes
     ----------
@@ -359,9 +438,10 @@ class DICE(_Shaping):
     def tuning_grid(cls, shape: DataShape) -> list[dict[str, Any]]:
         return [{"percentile": p} for p in (50, 70, 90)]
 
-    def __init__(self, percentile: float = 90, *, tpr: float = 0.95):
+    def __init__(self, percentile: float = 90, *, tpr: float = 0.95, device: str | None = None):
         self.percentile = percentile
         self.tpr = tpr
+        self.device = device
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
         self.mean_ = X.mean(axis=0, dtype=np.float64)
@@ -378,3 +458,9 @@ class DICE(_Shaping):
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         return logsumexp_rows(np.asarray(X, dtype=np.float64) @ self.masked_weight_.T + self.b_)
+
+    def _score_torch(self, X):
+        import torch
+
+        X = X.to(torch.float64)
+        return torch.logsumexp(X @ self._tensor("masked_weight_", X).T + self._tensor("b_"), dim=1)

@@ -27,11 +27,11 @@ from ..exceptions import DegenerateFitError, InputError
 __all__ = ["NECO", "Residual", "ViM", "vim_dim"]
 
 
-def _moments(source: Iterable[tuple[int, np.ndarray]], n_features: int) -> ClassMoments:
-    """One pass over the blocks: count, mean and centred scatter of all rows."""
+def _moments(source: Iterable[tuple[int, np.ndarray]], n_features: int, device=None) -> ClassMoments:
+    """One pass over the blocks: count, mean and centred scatter of all rows (on ``device`` when given)."""
     moments = ClassMoments(n_features, 1)
     for _, block in source:
-        moments.update(block)
+        moments.update(block, device=device)
     return moments
 
 
@@ -85,11 +85,16 @@ class _ResidualSpace(Detector):
                 "(the original ViM rule: D_p = 1000 if D >= 2048, 512 if D >= 768, else D/2)."
             )
 
+    mergeable = True
+
     def _fit_space(self, source: Iterable[tuple[int, np.ndarray]]) -> None:
+        self._check_dim()  # before reading the data
+        self._space_from_moments(_moments(source, self.n_features_in_, self._torch_device()))
+
+    def _space_from_moments(self, m: ClassMoments) -> None:
         self._check_dim()
         D = self.n_features_in_
         self.u_ = -np.linalg.pinv(self.W_) @ self.b_
-        m = _moments(source, D)
         # Covariance around u (assume_centered): scatter/N + (mean - u)(mean - u)^T.
         offset = m.total_mean() - self.u_
         cov = m.scatter / m.n + np.outer(offset, offset)
@@ -132,6 +137,30 @@ class _ResidualSpace(Detector):
             r2 = (Z * Z).sum(axis=1, dtype=np.float64) - r2
         return np.sqrt(np.maximum(r2, 0.0))
 
+    def _residual_norm_torch(self, X):
+        import torch
+
+        Z = X - self._tensor("u_", X)
+        proj = Z @ self._tensor("basis_", X)
+        r2 = (proj * proj).sum(dim=1, dtype=torch.float64)
+        if self.principal_basis_:
+            r2 = (Z * Z).sum(dim=1, dtype=torch.float64) - r2
+        return r2.clamp_min(0.0).sqrt()
+
+    def _energy_and_residual(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Max logit, energy and residual norm of each row (float64), on the detector's device."""
+        dev = self._torch_device()
+        if dev is None:
+            f = self._logits(X)
+            return f.max(axis=1), logsumexp_rows(f), self._residual_norm(X)
+        import torch
+
+        from ..backend import to_numpy, to_tensor
+
+        Xt = to_tensor(X, dev)
+        f = self._logits_torch(Xt)
+        return to_numpy(f.amax(dim=1)), to_numpy(torch.logsumexp(f, dim=1)), to_numpy(self._residual_norm_torch(Xt))
+
 
 class ViM(_ResidualSpace):
     """Virtual-logit matching, ViM (Wang et al., CVPR 2022).
@@ -153,6 +182,9 @@ class ViM(_ResidualSpace):
         the number of features. The original repository uses 1000 if D >= 2048, 512 if D >= 768, else D/2.
     tpr : float, default 0.95
         Fraction of the fit data accepted by ``predict``.
+    device : str or None, default None
+        Where scoring runs: None for NumPy (the reference); ``"cuda"``, ``"cpu"`` or ``"auto"`` for torch
+        (see :mod:`unseen.backend`). Scores agree with NumPy's within float32 rounding.
 
     Attributes
     ----------
@@ -178,26 +210,65 @@ class ViM(_ResidualSpace):
     name = "vim"
     state_spec = {"alpha_": "float"}
 
-    def __init__(self, dim: int = 256, *, tpr: float = 0.95):
+    def __init__(self, dim: int = 256, *, tpr: float = 0.95, device: str | None = None):
         self.dim = dim
         self.tpr = tpr
+        self.device = device
 
     def _fit_chunks(self, source, y) -> None:
         self._fit_space(source)
+        self._alpha_pass(source)
+
+    def _fit_moments(self, classes: np.ndarray, m: ClassMoments) -> None:
+        """The principal space from merged moments; ``alpha_`` needs the second pass (:meth:`_second_pass`)."""
+        self._space_from_moments(m)
+
+    def _alpha_pass(self, source) -> None:
+        # Second pass: alpha. It computes each row's energy and residual norm anyway, so the rows that set the
+        # threshold (the base class's sample, known after the first pass) keep theirs: scoring them is free.
+        sample = getattr(source, "sample_index", None)
+        sums, energies, residuals = [], [], []
+        for start, block in source:
+            rows = None
+            if sample is not None:
+                lo, hi = np.searchsorted(sample, [start, start + block.shape[0]])
+                rows = sample[lo:hi] - start
+            n_b, max_logit_b, residual_b, energy, residual = self._second_pass(block, rows)
+            sums.append((n_b, max_logit_b, residual_b))
+            energies.append(energy)
+            residuals.append(residual)
+        self._finish_second_pass(sums, energies if sample is not None else None, residuals)
+
+    def _second_pass(self, block: np.ndarray, rows: np.ndarray | None):
+        """One block of the alpha pass (the map step): rows, sum of max logits, sum of residual norms, and the
+        energy and residual norm of the threshold-sample rows ``rows`` of the block."""
+        max_logit, energy, residual = self._energy_and_residual(block)
+        take = np.zeros(0, dtype=np.int64) if rows is None else rows
+        return block.shape[0], float(max_logit.sum()), float(residual.sum()), energy[take], residual[take]
+
+    def _finish_second_pass(self, sums, energies, residuals) -> None:
+        """``alpha_`` from the blocks' sums, added in block order; the threshold sample's scores when given."""
         n, max_logit_sum, residual_sum = 0, 0.0, 0.0
-        for _, block in source:  # second pass: alpha
-            max_logit_sum += float(self._logits(block).max(axis=1).sum())
-            residual_sum += float(self._residual_norm(block).sum())
-            n += block.shape[0]
+        for n_b, max_logit_b, residual_b in sums:
+            n += n_b
+            max_logit_sum += max_logit_b
+            residual_sum += residual_b
         if not residual_sum > 0.0:
             raise DegenerateFitError(
                 "ViM cannot set alpha: every fit row lies in the principal space (residual norm 0), so alpha = "
                 "mean max-logit / mean residual norm is undefined. Lower dim or fit on more varied rows."
             )
         self.alpha_ = float((max_logit_sum / n) / (residual_sum / n))
+        if energies is not None:
+            self._threshold_scores = np.concatenate(energies) - self.alpha_ * np.concatenate(residuals)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         return logsumexp_rows(self._logits(X)) - self.alpha_ * self._residual_norm(X)
+
+    def _score_torch(self, X):
+        import torch
+
+        return torch.logsumexp(self._logits_torch(X), dim=1) - self.alpha_ * self._residual_norm_torch(X)
 
     def signals(self, X: np.ndarray) -> Signals:
         comps = {"energy": logsumexp_rows(self._logits(X)), "residual": -self.alpha_ * self._residual_norm(X)}
@@ -220,6 +291,9 @@ class Residual(_ResidualSpace):
         Must be smaller than the number of features; with 512-d features choose e.g. ``dim=256``.
     tpr : float, default 0.95
         Fraction of the fit data accepted by ``predict``.
+    device : str or None, default None
+        Where scoring runs: None for NumPy (the reference); ``"cuda"``, ``"cpu"`` or ``"auto"`` for torch
+        (see :mod:`unseen.backend`). Scores agree with NumPy's within float32 rounding.
 
     Examples
     --------
@@ -232,15 +306,22 @@ class Residual(_ResidualSpace):
 
     name = "residual"
 
-    def __init__(self, dim: int = 512, *, tpr: float = 0.95):
+    def __init__(self, dim: int = 512, *, tpr: float = 0.95, device: str | None = None):
         self.dim = dim
         self.tpr = tpr
+        self.device = device
 
     def _fit_chunks(self, source, y) -> None:
         self._fit_space(source)
 
+    def _fit_moments(self, classes: np.ndarray, m: ClassMoments) -> None:
+        self._space_from_moments(m)
+
     def _score(self, X: np.ndarray) -> np.ndarray:
         return -self._residual_norm(X)
+
+    def _score_torch(self, X):
+        return -self._residual_norm_torch(X)
 
     def signals(self, X: np.ndarray) -> Signals:
         return Signals.single("residual norm", -self._score_batched(X), higher_is_id=False)
@@ -273,6 +354,9 @@ class NECO(Detector):
         in ``n_components_``.
     tpr : float, default 0.95
         Fraction of the fit data accepted by ``predict``.
+    device : str or None, default None
+        Where scoring runs: None for NumPy (the reference); ``"cuda"``, ``"cpu"`` or ``"auto"`` for torch
+        (see :mod:`unseen.backend`). Scores agree with NumPy's within float32 rounding.
 
     Attributes
     ----------
@@ -301,10 +385,12 @@ class NECO(Detector):
     family = "subspace"
     input_kind = "features"
     supports_chunks = True
+    mergeable = True
 
-    def __init__(self, dim: int | None = None, *, tpr: float = 0.95):
+    def __init__(self, dim: int | None = None, *, tpr: float = 0.95, device: str | None = None):
         self.dim = dim
         self.tpr = tpr
+        self.device = device
 
     @classmethod
     def tuning_grid(cls, shape: DataShape) -> list[dict[str, Any]]:
@@ -326,7 +412,10 @@ class NECO(Detector):
                 f"NECO: dim={self.dim} is larger than the number of features ({D}); pass dim <= {D} "
                 "or dim=None (components explaining 90% of the variance)."
             )
-        m = _moments(source, D)
+        self._fit_moments(None, _moments(source, D, self._torch_device()))
+
+    def _fit_moments(self, classes: np.ndarray | None, m: ClassMoments) -> None:
+        D = self.n_features_in_
         mean = m.total_mean()
         cov = m.scatter / m.n
         var = np.maximum(np.diag(cov), 0.0)
@@ -359,3 +448,12 @@ class NECO(Detector):
         out = np.ones_like(num)
         np.divide(num, den, out=out, where=den > 0)
         return out
+
+    def _score_torch(self, X):
+        import torch
+
+        Z = (X.to(torch.float64) - self._tensor("mean_")) / self._tensor("scale_")
+        proj = Z @ self._tensor("components_")
+        num = (proj * proj).sum(dim=1).sqrt()
+        den = (Z * Z).sum(dim=1).sqrt()
+        return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.ones_like(num))
