@@ -259,3 +259,24 @@ def test_unseen_key_signs_every_file_and_refuses_others(tmp_path, monkeypatch, c
     monkeypatch.setenv("UNSEEN_KEY", "another key, also sixteen bytes")
     assert main(["score", str(signed), "--features", str(tmp_path / "train.npy"), "-o", str(out)]) == 1
     assert "signature does not match" in capsys.readouterr().err
+
+
+def test_score_with_an_engine_writes_shards_equal_to_in_memory_scores(tmp_path, capsys):
+    pq = pytest.importorskip("pyarrow.parquet")
+    rng = np.random.default_rng(0)
+    X = np.abs(rng.normal(size=(300, 8)))
+    np.save(tmp_path / "train.npy", X)
+    (tmp_path / "feats").mkdir()
+    np.save(tmp_path / "feats" / "a.npy", X[:120])
+    np.save(tmp_path / "feats" / "b.npy", X[120:])
+    model = tmp_path / "knn.unseen"
+    assert main(["fit", "knn", "--features", str(tmp_path / "train.npy"), "--param", "k=5", "-o", str(model)]) == 0
+    argv = ["score", str(model), "--features", str(tmp_path / "feats"), "--engine", "local", "--block-rows", "100",
+            "-o", str(tmp_path / "scores")]
+    assert main(argv) == 0
+    assert "scored 300 rows with KNN(k=5) on local" in capsys.readouterr().out
+    shards = sorted((tmp_path / "scores").glob("part-*.parquet"))
+    got = np.concatenate([pq.read_table(p).column("score").to_numpy() for p in shards])
+    np.testing.assert_allclose(got, unseen.load(model).score_samples(X), rtol=1e-12)
+    assert main(["score", str(model), "--features", str(tmp_path / "train.npy"), "--num-actors", "2", "-o",
+                 str(tmp_path / "s.csv")]) == 2

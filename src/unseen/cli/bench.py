@@ -100,6 +100,8 @@ def bench(
             line += (f" (test AUROC {sel['chosen_auroc']:.4f}; best in hindsight {sel['hindsight_best']} "
                      f"{sel['best_auroc']:.4f}; rank {sel['rank']} of {sel['n_detectors'] + 1})")
         say(line)
+        if sel.get("verdict"):
+            say(f"verdict: {sel['verdict']}")
     for c in result.conformal:
         say(f"conformal check ({c['detector']}): alpha {c['alpha']:g} flags {c['false_alarm_rate']:.3f} of held-out "
             f"ID (99% band {c['band_low']:.3f}-{c['band_high']:.3f})")

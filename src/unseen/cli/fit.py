@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,7 @@ from ._common import (
     LABELS_HELP,
     DataFile,
     Param,
+    UsageError,
     data_option,
     examples,
     load_detector,
@@ -35,6 +37,8 @@ examples:
       --param dim=256 -o vim.unseen
   unseen fit msp --features val_logits.npy -o msp.unseen  # logits alone
   unseen score knn.unseen --features test.parquet -o scores.csv
+  unseen score knn.unseen --features 'feats/*.parquet' --engine ray \
+      -o scores/                       # shards through ray.data actors
 """
 
 app = typer.Typer()
@@ -68,15 +72,47 @@ def fit(
         f"(accepts {det.tpr:.0%} of the fit data); saved to {path}")
 
 
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 @app.command("score", help="score new data with a saved detector", epilog=examples(EXAMPLES))
 def score(
     model: Annotated[Path, typer.Argument(metavar="MODEL", help="a saved detector (from unseen fit)")],
-    features: Annotated[DataFile, data_option(f"features to score: {FEATURES_HELP}")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="scores table: .csv or .parquet")],
+    features: Annotated[
+        DataFile,
+        data_option(f"features to score: {FEATURES_HELP}; with --engine also a folder or a glob of .parquet/.npy "
+                    "shards (PATH:COLUMN picks a Parquet embedding column)"),
+    ],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="scores table: .csv or .parquet; with --engine a folder of shards")
+    ],
+    engine: Annotated[
+        Engine | None,
+        typer.Option(help="score shards block by block, in this process (local) or through ray.data actors (ray)"),
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="--engine ray: the Ray cluster to join (default: start Ray on this machine)")
+    ] = None,
+    num_actors: Annotated[int | None, typer.Option(help="--engine ray: actors (default: one per CPU)")] = None,
+    block_rows: Annotated[int | None, typer.Option(help="--engine: rows per block (default: 128 MB of features)")] = None,
 ) -> None:
     from ..io import write_scores
 
     det = load_detector(model)
+    if engine is None:
+        if address is not None or num_actors is not None or block_rows is not None:
+            raise UsageError("--address, --num-actors and --block-rows apply with --engine local or --engine ray")
+    else:
+        from ..scale import score_files
+
+        report = score_files(det, str(features.path), output, engine=engine.value, address=address,
+                             num_actors=num_actors, block_rows=block_rows, feature_column=features.key)
+        say(f"scored {report.rows} rows with {det!r} on {report.engine} ({report.shards} shards written, "
+            f"{report.skipped} already there): {report.unfamiliar} unfamiliar; {report.rows_per_s:,.0f} rows/s; "
+            f"wrote {report.output}")
+        return
     X = read_features(features)
     with working(f"scoring {np.shape(X)[0]} rows with {det!r}"):
         scores = det.score_samples(X)
