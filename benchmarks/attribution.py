@@ -39,6 +39,8 @@ from unseen.datasets import attribution  # noqa: E402
 
 BASELINES = ("msp", "maxlogit")
 TOP = 4  # unseen detectors shown beside the baselines in the short tables
+
+
 def fit_detector(name: str, data) -> unseen.Detector:
     """Fit ``name`` as the class asks (its defaults for this data, labels / head where it takes them, the
     validation split where it fits on one); calibrate on validation."""
@@ -72,12 +74,23 @@ def evaluate(data) -> tuple[list[dict], dict[str, str], dict[str, float], dict[s
         timings[info.name] = time.perf_counter() - t0
         kept = float(np.mean(s_id >= det.offset_))
         for scenario, s in s_ood.items():
-            rows.append({"detector": info.name, "scenario": scenario, "kind": data.ood_kind[scenario],
-                         "auroc": unseen.metrics.auroc(s_id, s), "oscr": unseen.metrics.oscr(s_id, id_correct, s),
-                         "fpr95": unseen.metrics.fpr_at_tpr(s_id, s),
-                         "flagged": float(np.mean(s < det.offset_)), "id_kept": kept})
-        per_source[info.name] = {name: unseen.metrics.auroc(s_id, s_ood[scenario][rows_])
-                                 for scenario, parts in sources.items() for name, rows_ in parts}
+            rows.append(
+                {
+                    "detector": info.name,
+                    "scenario": scenario,
+                    "kind": data.ood_kind[scenario],
+                    "auroc": unseen.metrics.auroc(s_id, s),
+                    "oscr": unseen.metrics.oscr(s_id, id_correct, s),
+                    "fpr95": unseen.metrics.fpr_at_tpr(s_id, s),
+                    "flagged": float(np.mean(s < det.offset_)),
+                    "id_kept": kept,
+                }
+            )
+        per_source[info.name] = {
+            name: unseen.metrics.auroc(s_id, s_ood[scenario][rows_])
+            for scenario, parts in sources.items()
+            for name, rows_ in parts
+        }
     return rows, errors, timings, per_source
 
 
@@ -123,10 +136,14 @@ def summarise(rows: list[dict], scenarios: list[str]) -> dict:
         others = [o for o in scenarios if o != s]
         chosen = max(table, key=lambda d: _mean(table[d][("auroc", o)] for o in others))
         best = max(table, key=lambda d: table[d][("auroc", s)])
-        selection[s] = {"chosen_on_other_scenarios": chosen, "chosen_auroc": table[chosen][("auroc", s)],
-                        "chosen_oscr": table[chosen][("oscr", s)],
-                        "best_in_hindsight": best, "best_auroc": table[best][("auroc", s)],
-                        "best_oscr": table[best][("oscr", s)]}
+        selection[s] = {
+            "chosen_on_other_scenarios": chosen,
+            "chosen_auroc": table[chosen][("auroc", s)],
+            "chosen_oscr": table[chosen][("oscr", s)],
+            "best_in_hindsight": best,
+            "best_auroc": table[best][("auroc", s)],
+            "best_oscr": table[best][("oscr", s)],
+        }
     return {"table": table, "selection": selection}
 
 
@@ -135,51 +152,82 @@ def markdown(data, closed: dict, summary: dict, errors: dict, per_source: dict, 
     table = summary["table"]
     ranked = sorted(table, key=lambda d: -table[d][("auroc", "mean")])
     top = [d for d in ranked if d not in BASELINES][:TOP]
-    lines = [f"# Open-set source attribution (seed {meta['seed']}, size {meta['size']})", "",
-             data.description, "",
-             f"Run: {meta['when']}, {meta['platform']}, torch threads {meta['torch_threads']}, "
-             f"load {meta['load_average']}; data {meta['data']} in {meta['load_seconds']:.1f} s.", "",
-             "## Sources", "", attribution.sources_table(),
-             "## Closed-set attribution (known sources, CNN head)", "",
-             "| split | accuracy | architecture accuracy |", "|---|---|---|"]
+    lines = [
+        f"# Open-set source attribution (seed {meta['seed']}, size {meta['size']})",
+        "",
+        data.description,
+        "",
+        f"Run: {meta['when']}, {meta['platform']}, torch threads {meta['torch_threads']}, "
+        f"load {meta['load_average']}; data {meta['data']} in {meta['load_seconds']:.1f} s.",
+        "",
+        "## Sources",
+        "",
+        attribution.sources_table(),
+        "## Closed-set attribution (known sources, CNN head)",
+        "",
+        "| split | accuracy | architecture accuracy |",
+        "|---|---|---|",
+    ]
     for split in ("val", "test"):
         acc, arch_acc = closed[f"{split}_accuracy"], closed[f"{split}_architecture_accuracy"]
         lines.append(f"| {split} | {acc:.4f} | {arch_acc:.4f} |")
     recall = closed["per_source_recall"]
-    lines += ["", "Test recall per source: " + ", ".join(f"{k} {v:.3f}" for k, v in recall.items()),
-              "", "Confusion (rows = true source, columns = predicted; order as above): "
-              + "; ".join(" ".join(str(v) for v in row) for row in closed["confusion"]), ""]
+    lines += [
+        "",
+        "Test recall per source: " + ", ".join(f"{k} {v:.3f}" for k, v in recall.items()),
+        "",
+        "Confusion (rows = true source, columns = predicted; order as above): "
+        + "; ".join(" ".join(str(v) for v in row) for row in closed["confusion"]),
+        "",
+    ]
 
     def block(metric: str, dets: list[str], title: str) -> list[str]:
         cols = scenarios + ["near mean", "mean"]
-        head = "| detector | " + " | ".join(f"{c} ({data.ood_kind.get(c, 'near')})" if c in data.ood_kind else c
-                                            for c in cols) + " |"
+        head = (
+            "| detector | "
+            + " | ".join(f"{c} ({data.ood_kind.get(c, 'near')})" if c in data.ood_kind else c for c in cols)
+            + " |"
+        )
         out = [f"### {title}", "", head, "|---|" + "---|" * len(cols)]
         for d in dets:
             out.append(f"| {d} | " + " | ".join(f"{table[d][(metric, c)]:.3f}" for c in cols) + " |")
         return out + [""]
 
     short = [d for d in BASELINES if d in table] + top
-    lines += ["## Baselines and the best unseen detectors", "",
-              f"Top {TOP} by mean AUROC over the four scenarios (ranked on the test scenarios: best in hindsight).", ""]
+    lines += [
+        "## Baselines and the best unseen detectors",
+        "",
+        f"Top {TOP} by mean AUROC over the four scenarios (ranked on the test scenarios: best in hindsight).",
+        "",
+    ]
     lines += block("auroc", short, "AUROC (unknown source = positive)")
     lines += block("oscr", short, "OSCR")
-    lines += ["## Selection without peeking", "",
-              "| scenario | chosen on the other scenarios | its AUROC | its OSCR | best in hindsight | AUROC | OSCR |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+        "## Selection without peeking",
+        "",
+        "| scenario | chosen on the other scenarios | its AUROC | its OSCR | best in hindsight | AUROC | OSCR |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for s, sel in summary["selection"].items():
-        lines.append(f"| {s} | {sel['chosen_on_other_scenarios']} | {sel['chosen_auroc']:.3f} "
-                     f"| {sel['chosen_oscr']:.3f} | {sel['best_in_hindsight']} | {sel['best_auroc']:.3f} "
-                     f"| {sel['best_oscr']:.3f} |")
+        lines.append(
+            f"| {s} | {sel['chosen_on_other_scenarios']} | {sel['chosen_auroc']:.3f} "
+            f"| {sel['chosen_oscr']:.3f} | {sel['best_in_hindsight']} | {sel['best_auroc']:.3f} "
+            f"| {sel['best_oscr']:.3f} |"
+        )
     lines += ["", "## AUROC per unknown source", ""]
     names = list(next(iter(per_source.values())))
     lines += ["| detector | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for d in short:
         lines.append(f"| {d} | " + " | ".join(f"{per_source[d][n]:.3f}" for n in names) + " |")
-    lines += ["", "## All detectors", "", "Ranked by mean AUROC over the four scenarios. Default hyperparameters "
-              "(ViM / Residual: principal dimension D / 2, the original rule for D < 768); fitted on the training "
-              "features (temp_msp: on the validation features); thresholds calibrated on the validation features.",
-              ""]
+    lines += [
+        "",
+        "## All detectors",
+        "",
+        "Ranked by mean AUROC over the four scenarios. Default hyperparameters "
+        "(ViM / Residual: principal dimension D / 2, the original rule for D < 768); fitted on the training "
+        "features (temp_msp: on the validation features); thresholds calibrated on the validation features.",
+        "",
+    ]
     lines += block("auroc", ranked, "AUROC")
     lines += block("oscr", ranked, "OSCR")
     if errors:
@@ -193,27 +241,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     parser.add_argument("--size", choices=("default", "small"), default="default")
     parser.add_argument("--cache-dir", type=Path, default=None)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads while training (default: leave torch's setting)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads while training (default: leave torch's setting)"
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
     cached = attribution.is_cached(seed=args.seed, size=args.size, cache_dir=args.cache_dir)
     t0 = time.perf_counter()
-    data = attribution.load(seed=args.seed, size=args.size, cache_dir=args.cache_dir,
-                            progress=not args.no_progress, threads=args.threads)
+    data = attribution.load(
+        seed=args.seed, size=args.size, cache_dir=args.cache_dir, progress=not args.no_progress, threads=args.threads
+    )
     load_seconds = time.perf_counter() - t0
     import torch
 
-    meta = {"seed": args.seed, "size": args.size, "load_seconds": load_seconds,
-            "data": "loaded from the cache" if cached else "built",
-            "when": time.strftime("%Y-%m-%d %H:%M"), "platform": f"{platform.machine()} {os.cpu_count()} CPUs",
-            "torch_threads": args.threads or torch.get_num_threads(),
-            "load_average": " ".join(f"{x:.1f}" for x in os.getloadavg()), "unseen": unseen.__version__}
+    meta = {
+        "seed": args.seed,
+        "size": args.size,
+        "load_seconds": load_seconds,
+        "data": "loaded from the cache" if cached else "built",
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "platform": f"{platform.machine()} {os.cpu_count()} CPUs",
+        "torch_threads": args.threads or torch.get_num_threads(),
+        "load_average": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+        "unseen": unseen.__version__,
+    }
     print(data)
     closed = closed_set(data)
-    print(f"closed-set attribution accuracy: test {closed['test_accuracy']:.4f} (val {closed['val_accuracy']:.4f}); "
-          f"architecture only: {closed['test_architecture_accuracy']:.4f}")
+    print(
+        f"closed-set attribution accuracy: test {closed['test_accuracy']:.4f} (val {closed['val_accuracy']:.4f}); "
+        f"architecture only: {closed['test_architecture_accuracy']:.4f}"
+    )
     rows, errors, timings, per_source = evaluate(data)
     summary = summarise(rows, list(data.ood))
     text = markdown(data, closed, summary, errors, per_source, meta)
@@ -221,9 +279,18 @@ def main(argv: list[str] | None = None) -> int:
     stem = "attribution" if args.size == "default" else f"attribution_{args.size}"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.md").write_text(text)
-    doc = {"meta": meta, "description": data.description, "class_names": data.class_names,
-           "ood_kind": data.ood_kind, "closed_set": closed, "rows": rows, "per_source_auroc": per_source,
-           "selection": summary["selection"], "errors": errors, "timings": timings}
+    doc = {
+        "meta": meta,
+        "description": data.description,
+        "class_names": data.class_names,
+        "ood_kind": data.ood_kind,
+        "closed_set": closed,
+        "rows": rows,
+        "per_source_auroc": per_source,
+        "selection": summary["selection"],
+        "errors": errors,
+        "timings": timings,
+    }
     (args.out / f"{stem}.json").write_text(json.dumps(doc, indent=1))
     print(f"wrote {args.out / (stem + '.md')} and {args.out / (stem + '.json')}", file=sys.stderr)
     return 0

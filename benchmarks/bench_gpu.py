@@ -83,8 +83,10 @@ def main(argv=None) -> int:
     except ImportError:
         results["faiss_gpus"] = None
     if not results["faiss_gpus"]:
-        print("faiss-gpu: not available (pip install faiss-gpu-cu12 for approximate search on the GPU); "
-              "the exact search below needs only torch")
+        print(
+            "faiss-gpu: not available (pip install faiss-gpu-cu12 for approximate search on the GPU); "
+            "the exact search below needs only torch"
+        )
 
     for precision in [p for p in args.precisions.split(",") if p]:
         dtype = backend.compute_dtype(precision)
@@ -105,11 +107,20 @@ def main(argv=None) -> int:
         t_mm = _timed(torch, dev, matmul_only, args.repeat)
         t_knn = _timed(torch, dev, search, args.repeat)
         flops = 2.0 * args.rows * args.rows * args.dim
-        run = {"precision": precision, "matmul_s": t_mm, "knn_s": t_knn, "ratio": t_knn / t_mm,
-               "matmul_tflops": flops / t_mm / 1e12, "knn_effective_tflops": flops / t_knn / 1e12}
-        line = (f"{precision}: matmul alone {t_mm:.2f} s ({run['matmul_tflops']:.1f} TFLOP/s), exact kNN "
-                f"{t_knn:.2f} s -> ratio {run['ratio']:.2f}x (target <= 2x)")
+        run = {
+            "precision": precision,
+            "matmul_s": t_mm,
+            "knn_s": t_knn,
+            "ratio": t_knn / t_mm,
+            "matmul_tflops": flops / t_mm / 1e12,
+            "knn_effective_tflops": flops / t_knn / 1e12,
+        }
+        line = (
+            f"{precision}: matmul alone {t_mm:.2f} s ({run['matmul_tflops']:.1f} TFLOP/s), exact kNN "
+            f"{t_knn:.2f} s -> ratio {run['ratio']:.2f}x (target <= 2x)"
+        )
         if args.naive:
+
             def naive():
                 for s in range(0, args.rows, args.query_rows):
                     q = Qc[s : s + args.query_rows]

@@ -56,9 +56,9 @@ AUTO = "auto-select"
 # pytorch-ood detectors that cannot run on (features, linear head) alone, and why.
 NOT_APPLICABLE = {
     "ODIN": "perturbs the model's inputs along the input gradient; on features that would perturb the "
-            "features, which is not the method (its temperature part alone is covered by the logit detectors)",
+    "features, which is not the method (its temperature part alone is covered by the logit detectors)",
     "MahalanobisODIN": "Mahalanobis with ODIN-style input preprocessing (gradients w.r.t. the inputs); plain "
-                       "Mahalanobis on features (no preprocessing, eps does not exist there) is run instead",
+    "Mahalanobis on features (no preprocessing, eps does not exist there) is run instead",
     "MCD": "Monte-Carlo dropout needs a network with dropout layers",
     "RankFeat": "removes the rank-1 part of each C x HW feature map; with 1 x 1 maps that leaves nothing",
     "MultiMahalanobis": "needs features of several layers",
@@ -103,21 +103,42 @@ def _pytorch_ood_specs(d: int) -> dict[str, dict]:
         "MaxLogit": {"kind": "logits"},
         "Entropy": {"kind": "logits"},
         "GEN": {"kind": "logits"},
-        "KLMatching": {"kind": "logits", "fit": "val",
-                       "note": "fitted on ID validation logits, as its docstring asks ('has to be fitted on validation data')"},
-        "TemperatureScaling": {"kind": "logits", "fit": "val", "note": "temperature fitted on ID validation logits (held-out)"},
+        "KLMatching": {
+            "kind": "logits",
+            "fit": "val",
+            "note": "fitted on ID validation logits, as its docstring asks ('has to be fitted on validation data')",
+        },
+        "TemperatureScaling": {
+            "kind": "logits",
+            "fit": "val",
+            "note": "temperature fitted on ID validation logits (held-out)",
+        },
         "OpenMax": {"kind": "logits", "fit": "train"},
         # feature detectors, fitted on ID train features with labels
-        "Mahalanobis": {"kind": "features", "note": "predict_features: no input preprocessing (that is MahalanobisODIN)"},
+        "Mahalanobis": {
+            "kind": "features",
+            "note": "predict_features: no input preprocessing (that is MahalanobisODIN)",
+        },
         "RMD": {"kind": "features"},
         "KNN": {"kind": "features"},
         "GMM": {"kind": "features"},
-        "ViM": {"kind": "features", "args": {"d": vim_d},
-                "note": (f"d={vim_d}: ViM has no default d; 64 is the value of its docstring example"
-                         + ("" if d > 64 else f", halved to D//2={vim_d} (the library's own fallback) because D={d} leaves no residual space")
-                         )},
-        "DICE": {"kind": "features", "args": {"p": 0.9},
-                 "note": "p=0.9: DICE has no default p; 0.9 is OpenOOD's default (p: 90) and the DICE paper's CIFAR value"},
+        "ViM": {
+            "kind": "features",
+            "args": {"d": vim_d},
+            "note": (
+                f"d={vim_d}: ViM has no default d; 64 is the value of its docstring example"
+                + (
+                    ""
+                    if d > 64
+                    else f", halved to D//2={vim_d} (the library's own fallback) because D={d} leaves no residual space"
+                )
+            ),
+        },
+        "DICE": {
+            "kind": "features",
+            "args": {"p": 0.9},
+            "note": "p=0.9: DICE has no default p; 0.9 is OpenOOD's default (p: 90) and the DICE paper's CIFAR value",
+        },
         "SHE": {"kind": "features"},
         "NNGuide": {"kind": "features"},
         "fDBD": {"kind": "features"},
@@ -130,7 +151,11 @@ def _pytorch_ood_specs(d: int) -> dict[str, dict]:
         "SCALE": {"kind": "maps", "fit": None},
         "VRA": {"kind": "maps"},
         # gradient detectors: the model is the head, the input the features
-        "GradNorm": {"kind": "gradient", "fit": None, "note": "gradients w.r.t. all head parameters (weight and bias; the default param_filter)"},
+        "GradNorm": {
+            "kind": "gradient",
+            "fit": None,
+            "note": "gradients w.r.t. all head parameters (weight and bias; the default param_filter)",
+        },
         "GradUncertainty": {"kind": "gradient", "fit": None},
     }
 
@@ -181,8 +206,10 @@ def run_pytorch_ood(data, progress: bool = True, only: set[str] | None = None) -
     t = lambda X: torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))  # noqa: E731
     X = {"train": t(data.X_train), "val": t(data.X_val), "test": t(data.X_test)}
     X_ood = {k: t(v) for k, v in data.ood.items()}
-    y = {"train": torch.from_numpy(np.asarray(data.y_train, dtype=np.int64)),
-         "val": torch.from_numpy(np.asarray(data.y_val, dtype=np.int64))}
+    y = {
+        "train": torch.from_numpy(np.asarray(data.y_train, dtype=np.int64)),
+        "val": torch.from_numpy(np.asarray(data.y_val, dtype=np.int64)),
+    }
 
     specs = {k: v for k, v in _pytorch_ood_specs(d).items() if only is None or k in only}
     results, errors, seconds, notes = {}, {}, {}, {}
@@ -261,8 +288,10 @@ def run_benchmark(name: str, seeds: list[int], progress: bool = True, n_bootstra
     unseen_seconds = time.perf_counter() - t0
 
     board = result.leaderboard("auroc")
-    unseen_rows = [{"detector": r["detector"], "near": r.get("near (mean)"), "far": r.get("far (mean)"),
-                    "overall": r["auroc"]} for r in board]
+    unseen_rows = [
+        {"detector": r["detector"], "near": r.get("near (mean)"), "far": r.get("far (mean)"), "overall": r["auroc"]}
+        for r in board
+    ]
     by_name = {r["detector"]: r for r in unseen_rows}
     sel = result.selection or {}
     auto = by_name.get(AUTO)
@@ -304,30 +333,54 @@ def run_benchmark(name: str, seeds: list[int], progress: bool = True, n_bootstra
     checks = {}
     if auto is not None and best_unseen is not None:
         gap = auto["overall"] - best_unseen["overall"]
-        checks["within_1pt_of_unseen_best"] = {"met": bool(gap >= -TOLERANCE - 1e-12), "difference": gap,
-                                               "rule": f"auto - unseen best >= -{TOLERANCE}"}
+        checks["within_1pt_of_unseen_best"] = {
+            "met": bool(gap >= -TOLERANCE - 1e-12),
+            "difference": gap,
+            "rule": f"auto - unseen best >= -{TOLERANCE}",
+        }
     if auto is not None and best_pt is not None:
         gap = auto["overall"] - best_pt["overall"]
-        checks["at_least_pytorch_ood_best"] = {"met": bool(gap >= -1e-12), "difference": gap,
-                                               "rule": "auto - best pytorch-ood default >= 0"}
+        checks["at_least_pytorch_ood_best"] = {
+            "met": bool(gap >= -1e-12),
+            "difference": gap,
+            "rule": "auto - best pytorch-ood default >= 0",
+        }
 
     data0 = get(seeds[0])
     return {
-        "benchmark": name, "representation": rep, "seeds": seeds, "n_bootstrap": n_bootstrap,
+        "benchmark": name,
+        "representation": rep,
+        "seeds": seeds,
+        "n_bootstrap": n_bootstrap,
         "data": {str(s): repr(cache[s]) for s in seeds if s in cache},
         "ood_kind": dict(data0.ood_kind),
         "id_accuracy": result.config.get("id_accuracy"),
-        "auto_select": {"chosen": sel.get("chosen"), "per_seed": [
-            {"seed": p["seed"], "chosen": p["chosen"], "test_auroc": p.get("test_auroc")} for p in sel.get("per_seed", [])],
-            "reason": sel.get("reason"), **({k: auto[k] for k in ("near", "far", "overall")} if auto else {})},
-        "unseen_best": best_unseen, "pytorch_ood_best": best_pt, "checks": checks,
-        "unseen_selection": sel, "unseen_leaderboard": unseen_rows, "unseen_errors": result.errors,
-        "pytorch_ood": pt_rows, "pytorch_ood_errors": pt_errors, "pytorch_ood_notes": pt_notes,
+        "auto_select": {
+            "chosen": sel.get("chosen"),
+            "per_seed": [
+                {"seed": p["seed"], "chosen": p["chosen"], "test_auroc": p.get("test_auroc")}
+                for p in sel.get("per_seed", [])
+            ],
+            "reason": sel.get("reason"),
+            **({k: auto[k] for k in ("near", "far", "overall")} if auto else {}),
+        },
+        "unseen_best": best_unseen,
+        "pytorch_ood_best": best_pt,
+        "checks": checks,
+        "unseen_selection": sel,
+        "unseen_leaderboard": unseen_rows,
+        "unseen_errors": result.errors,
+        "pytorch_ood": pt_rows,
+        "pytorch_ood_errors": pt_errors,
+        "pytorch_ood_notes": pt_notes,
         "pytorch_ood_not_applicable": NOT_APPLICABLE,
-        "seconds": {"data_loading": {str(k): v for k, v in load_seconds.items()},
-                    "unseen_run_including_loading": unseen_seconds,
-                    "pytorch_ood_total": pt_total, "pytorch_ood_per_detector": pt_seconds,
-                    "unseen_per_detector": result.timings},
+        "seconds": {
+            "data_loading": {str(k): v for k, v in load_seconds.items()},
+            "unseen_run_including_loading": unseen_seconds,
+            "pytorch_ood_total": pt_total,
+            "pytorch_ood_per_detector": pt_seconds,
+            "unseen_per_detector": result.timings,
+        },
         "finished": _dt.datetime.now().isoformat(timespec="seconds"),
     }
 
@@ -349,82 +402,138 @@ def render_benchmark(r: dict) -> str:
     acc = r.get("id_accuracy") or {}
     lines = [f"## {r['benchmark']} ({r['representation']}), seeds {r['seeds']}", ""]
     kinds = r.get("ood_kind", {})
-    lines.append("OOD sets: " + "; ".join(f"{k} [{v}]" for k, v in kinds.items())
-                 + ". Overall AUROC = mean of the near and far means (covariate sets excluded), mean over seeds.")
+    lines.append(
+        "OOD sets: "
+        + "; ".join(f"{k} [{v}]" for k, v in kinds.items())
+        + ". Overall AUROC = mean of the near and far means (covariate sets excluded), mean over seeds."
+    )
     if acc:
-        lines.append(f"Closed-set accuracy of the head on ID test: {np.mean(list(acc.values())):.4f} (mean over seeds).")
+        lines.append(
+            f"Closed-set accuracy of the head on ID test: {np.mean(list(acc.values())):.4f} (mean over seeds)."
+        )
     lines += ["", "| | detector | near (mean) | far (mean) | overall |", "|---|---|---|---|---|"]
     a, u, p = r["auto_select"], r.get("unseen_best") or {}, r.get("pytorch_ood_best") or {}
     per_seed = ", ".join(f"seed {s['seed']}: {s['chosen']}" for s in a.get("per_seed", []))
-    lines.append(f"| unseen auto-select | {a.get('chosen')}" + (f" ({per_seed})" if len(a.get('per_seed', [])) > 1 else "")
-                 + f" | {_f(a.get('near'))} | {_f(a.get('far'))} | {_f(a.get('overall'))} |")
-    lines.append(f"| unseen best in hindsight | {u.get('detector')} | {_f(u.get('near'))} | {_f(u.get('far'))} | {_f(u.get('overall'))} |")
-    lines.append(f"| best pytorch-ood default | {p.get('detector')} | {_f(p.get('near'))} | {_f(p.get('far'))} | {_f(p.get('overall'))} |")
+    lines.append(
+        f"| unseen auto-select | {a.get('chosen')}"
+        + (f" ({per_seed})" if len(a.get("per_seed", [])) > 1 else "")
+        + f" | {_f(a.get('near'))} | {_f(a.get('far'))} | {_f(a.get('overall'))} |"
+    )
+    lines.append(
+        f"| unseen best in hindsight | {u.get('detector')} | {_f(u.get('near'))} | {_f(u.get('far'))} | {_f(u.get('overall'))} |"
+    )
+    lines.append(
+        f"| best pytorch-ood default | {p.get('detector')} | {_f(p.get('near'))} | {_f(p.get('far'))} | {_f(p.get('overall'))} |"
+    )
     c = r.get("checks", {})
-    lines += ["", f"- Target 1, auto-select within 0.01 of unseen's best in hindsight: **{_check(c.get('within_1pt_of_unseen_best'))}**",
-              f"- Target 2, auto-select at least the best pytorch-ood default: **{_check(c.get('at_least_pytorch_ood_best'))}**", ""]
+    lines += [
+        "",
+        f"- Target 1, auto-select within 0.01 of unseen's best in hindsight: **{_check(c.get('within_1pt_of_unseen_best'))}**",
+        f"- Target 2, auto-select at least the best pytorch-ood default: **{_check(c.get('at_least_pytorch_ood_best'))}**",
+        "",
+    ]
     # full pytorch-ood table
     sets = list(kinds)
     sets = [s for s in sets if kinds[s] in KINDS]
-    lines += ["### pytorch-ood 0.4.0, default hyperparameters, same features", "",
-              "| detector | overall | near (mean) | far (mean) | " + " | ".join(sets) + " | seconds |",
-              "|---" * (5 + len(sets)) + "|"]
+    lines += [
+        "### pytorch-ood 0.4.0, default hyperparameters, same features",
+        "",
+        "| detector | overall | near (mean) | far (mean) | " + " | ".join(sets) + " | seconds |",
+        "|---" * (5 + len(sets)) + "|",
+    ]
     secs = r["seconds"]["pytorch_ood_per_detector"]
     for row in r["pytorch_ood"]:
         cells = [_f(row["per_set"].get(s)) for s in sets]
-        lines.append(f"| {row['detector']} | {_f(row['overall'])} | {_f(row.get('near'))} | {_f(row.get('far'))} | "
-                     + " | ".join(cells) + f" | {secs.get(row['detector'], 0):.1f} |")
+        lines.append(
+            f"| {row['detector']} | {_f(row['overall'])} | {_f(row.get('near'))} | {_f(row.get('far'))} | "
+            + " | ".join(cells)
+            + f" | {secs.get(row['detector'], 0):.1f} |"
+        )
     lines.append("")
     if r.get("pytorch_ood_notes"):
-        lines += ["Non-default or protocol choices: " + "; ".join(f"**{k}**: {v}" for k, v in r["pytorch_ood_notes"].items()) + ".", ""]
+        lines += [
+            "Non-default or protocol choices: "
+            + "; ".join(f"**{k}**: {v}" for k, v in r["pytorch_ood_notes"].items())
+            + ".",
+            "",
+        ]
     if r.get("pytorch_ood_errors"):
-        lines += ["Failed: " + "; ".join(f"**{k}**: {' / '.join(v)}" for k, v in r["pytorch_ood_errors"].items()) + ".", ""]
+        lines += [
+            "Failed: " + "; ".join(f"**{k}**: {' / '.join(v)}" for k, v in r["pytorch_ood_errors"].items()) + ".",
+            "",
+        ]
     # unseen leaderboard
-    lines += ["### unseen, tuned on validation data only", "", "| detector | overall | near (mean) | far (mean) | seconds |",
-              "|---|---|---|---|---|"]
+    lines += [
+        "### unseen, tuned on validation data only",
+        "",
+        "| detector | overall | near (mean) | far (mean) | seconds |",
+        "|---|---|---|---|---|",
+    ]
     usecs = r["seconds"].get("unseen_per_detector", {})
     for row in r["unseen_leaderboard"]:
         name = f"**{row['detector']}**" if row["detector"] == AUTO else row["detector"]
-        lines.append(f"| {name} | {_f(row['overall'])} | {_f(row['near'])} | {_f(row['far'])} | {usecs.get(row['detector'], 0):.1f} |")
+        lines.append(
+            f"| {name} | {_f(row['overall'])} | {_f(row['near'])} | {_f(row['far'])} | {usecs.get(row['detector'], 0):.1f} |"
+        )
     lines.append("")
     if r.get("unseen_errors"):
-        lines += ["Skipped or failed in unseen: " + "; ".join(f"**{k}**: {v}" for k, v in sorted(r["unseen_errors"].items())) + ".", ""]
+        lines += [
+            "Skipped or failed in unseen: "
+            + "; ".join(f"**{k}**: {v}" for k, v in sorted(r["unseen_errors"].items()))
+            + ".",
+            "",
+        ]
     s = r["seconds"]
     load = ", ".join(f"seed {k} {v:.0f}" for k, v in s["data_loading"].items())
-    lines += [f"Wall time: unseen.bench.run {s['unseen_run_including_loading']:.0f} s (data loading included: {load}), "
-              f"pytorch-ood {s['pytorch_ood_total']:.0f} s. Finished {r['finished']}.", ""]
+    lines += [
+        f"Wall time: unseen.bench.run {s['unseen_run_including_loading']:.0f} s (data loading included: {load}), "
+        f"pytorch-ood {s['pytorch_ood_total']:.0f} s. Finished {r['finished']}.",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def render(doc: dict) -> str:
     m = doc["machine"]
-    lines = ["# Detection quality: unseen's automatic choice vs the best in hindsight and pytorch-ood defaults", "",
-             f"Generated by `benchmarks/bench_quality.py`. unseen {m.get('unseen')}, pytorch-ood {m.get('pytorch-ood')}, "
-             f"torch {m.get('torch')}, Python {m.get('python')}, {m.get('cpus')} CPU cores.", "",
-             "Targets: (1) the automatically chosen detector's overall AUROC is within 0.01 of the best unseen detector "
-             "in hindsight; (2) it is at least that of the best pytorch-ood 0.4.0 detector run with its default "
-             "hyperparameters on the same features (the benchmark's linear head as the model). unseen tunes and selects on "
-             "ID validation data only (no OOD data); pytorch-ood detectors are not tuned.", "",
-             ]
+    lines = [
+        "# Detection quality: unseen's automatic choice vs the best in hindsight and pytorch-ood defaults",
+        "",
+        f"Generated by `benchmarks/bench_quality.py`. unseen {m.get('unseen')}, pytorch-ood {m.get('pytorch-ood')}, "
+        f"torch {m.get('torch')}, Python {m.get('python')}, {m.get('cpus')} CPU cores.",
+        "",
+        "Targets: (1) the automatically chosen detector's overall AUROC is within 0.01 of the best unseen detector "
+        "in hindsight; (2) it is at least that of the best pytorch-ood 0.4.0 detector run with its default "
+        "hyperparameters on the same features (the benchmark's linear head as the model). unseen tunes and selects on "
+        "ID validation data only (no OOD data); pytorch-ood detectors are not tuned.",
+        "",
+    ]
     lobo = Path(__file__).resolve().parent / "selection_summary.md"
     if lobo.exists():  # the leave-one-data-set-out table of bench_selection.py comes first: it is the honest one
-        lines += [lobo.read_text().strip(), "", "## Full-pipeline runs of `unseen.bench.run` (a benchmark's run may "
-                  "predate the current selection rule: see its finishing date)", ""]
-    lines += ["| benchmark | seeds | auto-select | overall | unseen best | overall | pytorch-ood best | overall | target 1 | target 2 |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            lobo.read_text().strip(),
+            "",
+            "## Full-pipeline runs of `unseen.bench.run` (a benchmark's run may "
+            "predate the current selection rule: see its finishing date)",
+            "",
+        ]
+    lines += [
+        "| benchmark | seeds | auto-select | overall | unseen best | overall | pytorch-ood best | overall | target 1 | target 2 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name in sorted(doc["benchmarks"], key=lambda n: list(REPRESENTATIONS).index(n) if n in REPRESENTATIONS else 99):
         r = doc["benchmarks"][name]
         a, u, p, c = r["auto_select"], r.get("unseen_best") or {}, r.get("pytorch_ood_best") or {}, r.get("checks", {})
         choices = [c["chosen"] for c in a.get("per_seed", [])]
         chosen = ", ".join(choices) if len(set(choices)) > 1 else a.get("chosen")
-        lines.append(f"| {name} | {r['seeds']} | {chosen} | {_f(a.get('overall'))} | {u.get('detector')} | "
-                     f"{_f(u.get('overall'))} | {p.get('detector')} | {_f(p.get('overall'))} | "
-                     f"{_check(c.get('within_1pt_of_unseen_best'))} | {_check(c.get('at_least_pytorch_ood_best'))} |")
+        lines.append(
+            f"| {name} | {r['seeds']} | {chosen} | {_f(a.get('overall'))} | {u.get('detector')} | "
+            f"{_f(u.get('overall'))} | {p.get('detector')} | {_f(p.get('overall'))} | "
+            f"{_check(c.get('within_1pt_of_unseen_best'))} | {_check(c.get('at_least_pytorch_ood_best'))} |"
+        )
     lines.append("")
     for name in sorted(doc["benchmarks"], key=lambda n: list(REPRESENTATIONS).index(n) if n in REPRESENTATIONS else 99):
         lines.append(render_benchmark(doc["benchmarks"][name]))
-    lines += ["## pytorch-ood detectors not run", "",
-              *(f"- **{k}**: {v}." for k, v in NOT_APPLICABLE.items()), ""]
+    lines += ["## pytorch-ood detectors not run", "", *(f"- **{k}**: {v}." for k, v in NOT_APPLICABLE.items()), ""]
     return "\n".join(lines)
 
 
@@ -433,18 +542,29 @@ def machine() -> dict:
 
     import torch
 
-    return {"unseen": version("unseen"), "pytorch-ood": version("pytorch-ood"), "torch": torch.__version__,
-            "python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}
+    return {
+        "unseen": version("unseen"),
+        "pytorch-ood": version("pytorch-ood"),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--benchmarks", default="fashion-mnist,wordnet,digits",
-                    help="comma-separated, from " + ",".join(REPRESENTATIONS))
+    ap.add_argument(
+        "--benchmarks",
+        default="fashion-mnist,wordnet,digits",
+        help="comma-separated, from " + ",".join(REPRESENTATIONS),
+    )
     ap.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent), help="folder for quality.md / quality.json")
     ap.add_argument("--n-bootstrap", type=int, default=200)
-    ap.add_argument("--fresh", action="store_true", help="do not keep other benchmarks' results from an earlier quality.json")
+    ap.add_argument(
+        "--fresh", action="store_true", help="do not keep other benchmarks' results from an earlier quality.json"
+    )
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--render-only", action="store_true", help="only rewrite quality.md from the existing quality.json")
     args = ap.parse_args(argv)

@@ -65,12 +65,17 @@ def _proxy_tasks(split, rng, repeats=2, logits=False):
 
     tasks = []
     if split.y_tr is not None and split.y_va is not None:
-        tasks, _ = S._held_out_tasks(rng, split.X_tr, split.y_tr, split.X_va, split.y_va, split.head, repeats=repeats,
-                                      columns_are_classes=logits)
+        tasks, _ = S._held_out_tasks(
+            rng, split.X_tr, split.y_tr, split.X_va, split.y_va, split.head, repeats=repeats, columns_are_classes=logits
+        )
     X_va = split.X_va
     between, _ = S._interpolate(rng, X_va, split.y_va)
-    sets = {S.PERMUTATION: S._permute(rng, X_va), S.INTERPOLATION: between,
-            "moment-matched gaussian": S._moment_matched(rng, X_va), "norm shift": S._norm_shifted(rng, X_va)}
+    sets = {
+        S.PERMUTATION: S._permute(rng, X_va),
+        S.INTERPOLATION: between,
+        "moment-matched gaussian": S._moment_matched(rng, X_va),
+        "norm shift": S._norm_shifted(rng, X_va),
+    }
     group = {S.PERMUTATION: "far", S.INTERPOLATION: "near", "moment-matched gaussian": "far", "norm shift": "far"}
     tasks.append(S._Task(split.X_tr, split.y_tr, split.head, X_va, split.y_va, sets, group))
     return tasks
@@ -100,15 +105,21 @@ def evidence(bench: str, seed: int, progress: bool = True, repeats: int = 2) -> 
     rng = np.random.default_rng(seed)
     split = S._Split.of(data.X_train, data.y_train, data.X_val, data.y_val, data.head, rng)
     registry = Registry()
-    shape = DataShape.of(split.X_fit, split.y_fit, split.head, has_val_labels=True,
-                         features_are_logits=rep == "logits")
+    shape = DataShape.of(split.X_fit, split.y_fit, split.head, has_val_labels=True, features_are_logits=rep == "logits")
     cands, skipped = S._candidates(None, shape, registry)
     tasks = _proxy_tasks(split, rng, repeats, logits=rep == "logits")
     kinds = dict(data.ood_kind)
     rows, raw = [], {}
     for cand in tqdm(cands, desc=f"{bench} seed {seed}", disable=not progress):
-        row = {"label": cand.label, "name": cand.name, "params": cand.params,
-               "family": registry.classes[cand.name].family, "proxy": {}, "test": {}, "error": None}
+        row = {
+            "label": cand.label,
+            "name": cand.name,
+            "params": cand.params,
+            "family": registry.classes[cand.name].family,
+            "proxy": {},
+            "test": {},
+            "error": None,
+        }
         t1 = time.perf_counter()
         try:
             with warnings.catch_warnings():
@@ -139,10 +150,20 @@ def evidence(bench: str, seed: int, progress: bool = True, repeats: int = 2) -> 
         rows.append(row)
     groups = {k: g for t in tasks for k, g in t.group.items()}
     pt = _pytorch_ood(data, rep)
-    out = {"benchmark": bench, "seed": seed, "data": repr(data), "ood_kind": kinds, "groups": groups,
-           "n_train": int(len(data.X_train)), "d": int(data.X_train.shape[1]), "skipped": skipped,
-           "candidates": rows, "pytorch_ood": pt, "load_seconds": load_s,
-           "seconds": time.perf_counter() - t0}
+    out = {
+        "benchmark": bench,
+        "seed": seed,
+        "data": repr(data),
+        "ood_kind": kinds,
+        "groups": groups,
+        "n_train": int(len(data.X_train)),
+        "d": int(data.X_train.shape[1]),
+        "skipped": skipped,
+        "candidates": rows,
+        "pytorch_ood": pt,
+        "load_seconds": load_s,
+        "seconds": time.perf_counter() - t0,
+    }
     EVIDENCE.mkdir(parents=True, exist_ok=True)
     stem = f"{bench.replace(':', '-')}-seed{seed}"
     (EVIDENCE / f"{stem}.json").write_text(json.dumps(out, indent=0, default=_jsonable))
@@ -163,14 +184,22 @@ def speed(n: int, d: int, classes: int = 10) -> dict:
     centres = rng.normal(size=(classes, 64)) * 2.0
     X = np.abs((centres[y] + rng.normal(size=(n, 64))) @ basis + 0.3 * rng.normal(size=(n, d))).astype(np.float32)
     means = np.stack([X[y == c].mean(0) for c in range(classes)])
-    W, b = means, -0.5 * (means ** 2).sum(1)
+    W, b = means, -0.5 * (means**2).sum(1)
     load0 = os.getloadavg()
     t0 = time.perf_counter()
     sel = select(X, y, head=(W, b))
     seconds = time.perf_counter() - t0
-    return {"rows": n, "dim": d, "classes": classes, "seconds": seconds, "chosen": sel.label,
-            "validated": sorted(sel.validation), "load_before": load0, "load_after": os.getloadavg(),
-            "cpus": os.cpu_count()}
+    return {
+        "rows": n,
+        "dim": d,
+        "classes": classes,
+        "seconds": seconds,
+        "chosen": sel.label,
+        "validated": sorted(sel.validation),
+        "load_before": load0,
+        "load_after": os.getloadavg(),
+        "cpus": os.cpu_count(),
+    }
 
 
 def _pytorch_ood(data, rep: str) -> dict:
@@ -183,8 +212,20 @@ def _pytorch_ood(data, rep: str) -> dict:
     d = data.X_train.shape[1]
     if rep == "logits":
         data = dataclasses.replace(data, head=(np.eye(d), np.zeros(d)))
-        only = {"MaxSoftmax", "EnergyBased", "MaxLogit", "Entropy", "GEN", "KLMatching", "TemperatureScaling",
-                "OpenMax", "KNN", "Mahalanobis", "RMD", "GMM"}
+        only = {
+            "MaxSoftmax",
+            "EnergyBased",
+            "MaxLogit",
+            "Entropy",
+            "GEN",
+            "KLMatching",
+            "TemperatureScaling",
+            "OpenMax",
+            "KNN",
+            "Mahalanobis",
+            "RMD",
+            "GMM",
+        }
     elif data.head is None:
         # Feature detectors that use no head, with a stand-in identity-free head they never call
         C = int(data.y_train.max()) + 1

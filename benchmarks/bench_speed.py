@@ -51,7 +51,15 @@ SCALES = {
         # The exact-KNN shapes of issue 14: a 50k bank and 5k queries, the same on a busy machine (other
         # processes keep the cores loaded), and 200k queries against a 10k bank.
         {"name": "K1", "n_train": 50_000, "n_test": 2_500, "dim": 512, "classes": 100, "methods": ["knn"]},
-        {"name": "K1-busy", "n_train": 50_000, "n_test": 2_500, "dim": 512, "classes": 100, "methods": ["knn"], "busy": 5},
+        {
+            "name": "K1-busy",
+            "n_train": 50_000,
+            "n_test": 2_500,
+            "dim": 512,
+            "classes": 100,
+            "methods": ["knn"],
+            "busy": 5,
+        },
         {"name": "K2", "n_train": 10_000, "n_test": 100_000, "dim": 512, "classes": 100, "methods": ["knn"]},
     ],
 }
@@ -151,7 +159,15 @@ def ensure_config_data(cfg: dict, data_dir: Path, seed: int) -> Path:
 
     n, m, dim, c = cfg["n_train"], cfg["n_test"], cfg["dim"], cfg["classes"]
     directory = data_dir / f"features_n{n}_t{m}_d{dim}_c{c}_s{seed}"
-    meta = {"generator": GENERATOR_VERSION, "seed": seed, "n_train": n, "n_test": m, "n_ood": m, "dim": dim, "classes": c}
+    meta = {
+        "generator": GENERATOR_VERSION,
+        "seed": seed,
+        "n_train": n,
+        "n_test": m,
+        "n_ood": m,
+        "dim": dim,
+        "classes": c,
+    }
     if _meta_ok(directory, meta):
         return directory
     t0 = time.perf_counter()
@@ -163,7 +179,15 @@ def ensure_config_data(cfg: dict, data_dir: Path, seed: int) -> Path:
     X_test, y_test = _draw_id(rng, centers, m)
     X_ood = _draw_ood(rng, centers, m)
     W, b = _head(X, y, c)
-    for name, arr in [("X_train", X), ("y_train", y), ("X_test", X_test), ("y_test", y_test), ("X_ood", X_ood), ("W", W), ("b", b)]:
+    for name, arr in [
+        ("X_train", X),
+        ("y_train", y),
+        ("X_test", X_test),
+        ("y_test", y_test),
+        ("X_ood", X_ood),
+        ("W", W),
+        ("b", b),
+    ]:
         np.save(directory / f"{name}.npy", arr)
     (directory / "meta.json").write_text(json.dumps(meta))
     print(f"  wrote {directory} in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
@@ -198,7 +222,9 @@ def ensure_stream_data(rows: int, dim: int, classes: int, data_dir: Path, seed: 
     np.save(directory / "y.npy", labels)
     (directory / "meta.json").write_text(json.dumps(meta))
     gb = rows * dim * 4 / 2**30
-    print(f"  wrote {directory / 'X.npy'} ({gb:.2f} GiB) in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    print(
+        f"  wrote {directory / 'X.npy'} ({gb:.2f} GiB) in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True
+    )
     return directory
 
 
@@ -435,8 +461,18 @@ def run_one(spec: dict) -> None:
             s = np.asarray(score(X_eval), dtype=np.float64)
             score_times.append(time.perf_counter() - t0)
             score_s = min(score_times)
-            rec.update(score_s=score_s, score_times=score_times, throughput=X_eval.shape[0] / score_s if score_s > 0 else float("inf"))
-        rec.update(auroc=_auroc(s, n_id), peak_rss_mb=_maxrss_mb(), ru_maxrss_mb=_ru_maxrss_mb(), finite=bool(np.isfinite(s).all()), status="ok")
+            rec.update(
+                score_s=score_s,
+                score_times=score_times,
+                throughput=X_eval.shape[0] / score_s if score_s > 0 else float("inf"),
+            )
+        rec.update(
+            auroc=_auroc(s, n_id),
+            peak_rss_mb=_maxrss_mb(),
+            ru_maxrss_mb=_ru_maxrss_mb(),
+            finite=bool(np.isfinite(s).all()),
+            status="ok",
+        )
     except BaseException as exc:  # report any failure (including MemoryError) as the measurement's result
         rec.update(status=f"error: {type(exc).__name__}: {str(exc)[:300]}", peak_rss_mb=_maxrss_mb())
         raise
@@ -492,7 +528,14 @@ def _run_gen(job: dict) -> None:
 
 def _child_env(threads: int) -> dict:
     env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "BLIS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
+    for var in (
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "BLIS_NUM_THREADS",
+        "NUMEXPR_NUM_THREADS",
+        "VECLIB_MAXIMUM_THREADS",
+    ):
         env[var] = str(threads)
     env.setdefault("PYTHONWARNINGS", "ignore")
     return env
@@ -504,8 +547,16 @@ _BURNER = "import numpy as np\na = np.random.rand(1500, 1500)\nwhile True:\n    
 def start_burners(n: int) -> list[subprocess.Popen]:
     """``n`` single-threaded processes that keep cores busy (the busy-machine case), each in its own group."""
     env = _child_env(1)
-    return [subprocess.Popen([sys.executable, "-c", _BURNER], env=env, start_new_session=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(n)]
+    return [
+        subprocess.Popen(
+            [sys.executable, "-c", _BURNER],
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(n)
+    ]
 
 
 def stop_burners(procs: list[subprocess.Popen]) -> None:
@@ -534,7 +585,9 @@ def matmul_rate(threads: int) -> dict:
         "print(2 * 4096 * 16384 * 512 / best / 1e9)\n"
     )
     load = load_average()
-    out = subprocess.run([sys.executable, "-c", code], env=_child_env(threads), capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=_child_env(threads), capture_output=True, text=True, check=True
+    )
     return {"sgemm_gflops": float(out.stdout.strip()), "load_1min": load, "shape": "4096 x 16384 x 512, float32"}
 
 
@@ -614,12 +667,24 @@ def plan(cfg: dict, args) -> list[dict]:
 
     def add(method, library, label, params=None):
         if method in methods and library in args.libraries:
-            items.append({"method": method, "library": library, "label": label, "params": params or {},
-                          "busy": int(cfg.get("busy", 0))})
+            items.append(
+                {
+                    "method": method,
+                    "library": library,
+                    "label": label,
+                    "params": params or {},
+                    "busy": int(cfg.get("busy", 0)),
+                }
+            )
 
     add("knn", "unseen", "KNN (exact)", {"k": k, "index": "exact"})
     if args.torch_knn:
-        add("knn", "unseen", "KNN (exact, torch cpu, bf16 candidates)", {"k": k, "index": "exact", "device": "cpu", "precision": "bf16"})
+        add(
+            "knn",
+            "unseen",
+            "KNN (exact, torch cpu, bf16 candidates)",
+            {"k": k, "index": "exact", "device": "cpu", "precision": "bf16"},
+        )
     for p in args.nprobe:
         params = {"k": k, "index": "ivf", "nprobe": p}
         if args.nlist:
@@ -726,10 +791,18 @@ def work_flops(method: str, cfg: dict, params: dict, phase: str) -> float:
     n = 2 * cfg["n_test"]
     dim = params.get("dim", min(256, D // 2))
     if phase == "score":
-        return {"knn": 2.0 * n * N * D, "mahalanobis": 2.0 * n * (D * D + D * C), "vim": 2.0 * n * D * (C + dim),
-                "energy": 2.0 * n * D * C}[method]
-    return {"knn": 2.0 * min(N, 5000) * N * D, "mahalanobis": 1.0 * N * D * D,
-            "vim": 1.0 * N * D * D + 2.0 * N * D * (C + dim), "energy": 2.0 * min(N, 20000) * D * C}[method]
+        return {
+            "knn": 2.0 * n * N * D,
+            "mahalanobis": 2.0 * n * (D * D + D * C),
+            "vim": 2.0 * n * D * (C + dim),
+            "energy": 2.0 * n * D * C,
+        }[method]
+    return {
+        "knn": 2.0 * min(N, 5000) * N * D,
+        "mahalanobis": 1.0 * N * D * D,
+        "vim": 1.0 * N * D * D + 2.0 * N * D * (C + dim),
+        "energy": 2.0 * min(N, 20000) * D * C,
+    }[method]
 
 
 def _gflops(r: dict, cfg: dict, phase: str) -> str:
@@ -779,8 +852,10 @@ def config_table(cfg: dict, results: list[dict], show_pyod: bool = True, matmul:
                 thr_s = f"< {n_eval / low:,.0f}" if low else "—"
             else:
                 thr_s = _fmt_num(thr, ",.0f")
-            rss = f"{r['peak_rss_mb']:,.0f} ({r.get('rss_data_mb', 0):,.0f})" if "peak_rss_mb" in r else (
-                "killed" if r.get("status") == "timeout" else "—"
+            rss = (
+                f"{r['peak_rss_mb']:,.0f} ({r.get('rss_data_mb', 0):,.0f})"
+                if "peak_rss_mb" in r
+                else ("killed" if r.get("status") == "timeout" else "—")
             )
             auroc = _fmt_num(r.get("auroc"), ".4f")
             sp_score = sp_total = ""
@@ -820,8 +895,10 @@ def checks(configs: list[dict], all_results: dict, stream: dict | None) -> list[
                 if _is_ok(exact):
                     ratio = exact["throughput"] / p_thr
                     verdict = "MET" if ratio >= KNN_EXACT_TARGET else "MISSED"
-                    out.append(f"{verdict}: exact KNN scoring >= {KNN_EXACT_TARGET:.0f}× pytorch-ood {tag} — unseen "
-                               f"{exact['throughput']:,.0f}/s vs pytorch-ood {p_thr:,.0f}/s = {bound}{ratio:.2f}×")
+                    out.append(
+                        f"{verdict}: exact KNN scoring >= {KNN_EXACT_TARGET:.0f}× pytorch-ood {tag} — unseen "
+                        f"{exact['throughput']:,.0f}/s vs pytorch-ood {p_thr:,.0f}/s = {bound}{ratio:.2f}×"
+                    )
                 verdict, detail = "MISSED", []
                 for r in knn:
                     if r is exact or not _is_ok(r):
@@ -829,13 +906,17 @@ def checks(configs: list[dict], all_results: dict, stream: dict | None) -> list[
                     ratio = r["throughput"] / p_thr
                     dauc = (r["auroc"] - exact["auroc"]) if _is_ok(exact) else float("nan")
                     eligible = _is_ok(exact) and abs(dauc) <= AUROC_TOL
-                    detail.append(f"{r['label']}: {r['throughput']:,.0f}/s = {bound}{ratio:.1f}× (ΔAUROC {dauc:+.4f}"
-                                  f"{'' if eligible else ', outside ±0.002'})")
+                    detail.append(
+                        f"{r['label']}: {r['throughput']:,.0f}/s = {bound}{ratio:.1f}× (ΔAUROC {dauc:+.4f}"
+                        f"{'' if eligible else ', outside ±0.002'})"
+                    )
                     if eligible and ratio >= KNN_TARGET:
                         verdict = "MET"
                 if detail:
-                    out.append(f"{verdict}: approximate KNN scoring >= {KNN_TARGET:.0f}× pytorch-ood at ΔAUROC <= "
-                               f"{AUROC_TOL} {tag} — " + "; ".join(detail))
+                    out.append(
+                        f"{verdict}: approximate KNN scoring >= {KNN_TARGET:.0f}× pytorch-ood at ΔAUROC <= "
+                        f"{AUROC_TOL} {tag} — " + "; ".join(detail)
+                    )
         for method, name in (("mahalanobis", "Mahalanobis"), ("vim", "ViM")):
             ours = next((r for r in res if r["library"] == "unseen" and r["method"] == method), None)
             if ours is None:
@@ -845,7 +926,9 @@ def checks(configs: list[dict], all_results: dict, stream: dict | None) -> list[
             mine = _bounds(ours, "total")[0]
             theirs, theirs_low = _bounds(peer, "total")
             if sp is None:
-                out.append(f"UNKNOWN: {name} fit+score >= {GAUSS_TARGET:.0f}× pytorch-ood {tag} — unseen {ours.get('status')}, pytorch-ood {peer.get('status') if peer else 'not run'}")
+                out.append(
+                    f"UNKNOWN: {name} fit+score >= {GAUSS_TARGET:.0f}× pytorch-ood {tag} — unseen {ours.get('status')}, pytorch-ood {peer.get('status') if peer else 'not run'}"
+                )
                 continue
             verdict = "MET" if sp >= GAUSS_TARGET else ("UNKNOWN" if low else "MISSED")
             out.append(
@@ -898,7 +981,17 @@ def machine_info(threads: int) -> dict:
         "python": platform.python_version(),
         "versions": {
             d: version(d)
-            for d in ("unseen", "numpy", "scipy", "scikit-learn", "torch", "faiss-cpu", "pytorch-ood", "pyod", "threadpoolctl")
+            for d in (
+                "unseen",
+                "numpy",
+                "scipy",
+                "scikit-learn",
+                "torch",
+                "faiss-cpu",
+                "pytorch-ood",
+                "pyod",
+                "threadpoolctl",
+            )
         },
     }
 
@@ -929,8 +1022,12 @@ def write_report(args, configs, all_results, stream, info, started) -> tuple[str
         "",
     ]
     for cfg in configs:
-        md += config_table(cfg, all_results.get(cfg["name"], []), show_pyod="pyod" in args.libraries,
-                           matmul=info.get("matmul", {}).get("sgemm_gflops"))
+        md += config_table(
+            cfg,
+            all_results.get(cfg["name"], []),
+            show_pyod="pyod" in args.libraries,
+            matmul=info.get("matmul", {}).get("sgemm_gflops"),
+        )
     if stream is not None:
         md += [
             "### Streaming fit: unseen.Mahalanobis from a .npy on disk",
@@ -945,7 +1042,9 @@ def write_report(args, configs, all_results, stream, info, started) -> tuple[str
                 f"{stream['throughput']:,.0f} | {stream['peak_rss_mb']:,.0f} | {stream['rss_imports_mb']:,.0f} |"
             )
         else:
-            md.append(f"| {stream['rows']:,} × {stream['dim']} | {stream['classes']} | {gib:.2f} | {stream.get('status')} | | | |")
+            md.append(
+                f"| {stream['rows']:,} × {stream['dim']} | {stream['classes']} | {gib:.2f} | {stream.get('status')} | | | |"
+            )
         md.append("")
     md += ["### Targets", ""]
     if args.scale != "full":
@@ -980,31 +1079,82 @@ def write_report(args, configs, all_results, stream, info, started) -> tuple[str
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scale", choices=sorted(SCALES), default="small", help="data presets (default: small, a smoke run)")
-    ap.add_argument("--timeout", type=float, default=None, help="wall-clock limit per measurement in s (default 600 full, 300 medium, 20 small)")
-    ap.add_argument("--pyod-timeout", type=float, default=None, help="limit for PyOD measurements (default: half of --timeout; PyOD is context, not a target)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--scale", choices=sorted(SCALES), default="small", help="data presets (default: small, a smoke run)"
+    )
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="wall-clock limit per measurement in s (default 600 full, 300 medium, 20 small)",
+    )
+    ap.add_argument(
+        "--pyod-timeout",
+        type=float,
+        default=None,
+        help="limit for PyOD measurements (default: half of --timeout; PyOD is context, not a target)",
+    )
     ap.add_argument("--threads", type=int, default=2, help="threads for every library (default 2)")
     ap.add_argument("--data-dir", type=Path, default=HERE / "_data", help="where generated data is written and reused")
-    ap.add_argument("--out", type=Path, default=None, help="output stem (default benchmarks/results, or results_small for --scale small)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output stem (default benchmarks/results, or results_small for --scale small)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--k", type=int, default=50, help="KNN neighbour rank (default 50)")
-    ap.add_argument("--nprobe", type=lambda s: [int(v) for v in s.split(",") if v], default=[4, 16, 64], help="IVF nprobe values, comma-separated (default 4,16,64)")
+    ap.add_argument(
+        "--nprobe",
+        type=lambda s: [int(v) for v in s.split(",") if v],
+        default=[4, 16, 64],
+        help="IVF nprobe values, comma-separated (default 4,16,64)",
+    )
     ap.add_argument("--nlist", type=int, default=None, help="IVF lists (default: unseen's own rule)")
     ap.add_argument("--hnsw", action="store_true", help="also time unseen KNN with index='hnsw'")
-    ap.add_argument("--torch-knn", action="store_true", help="also time unseen KNN on torch's CPU backend with bf16 candidates")
+    ap.add_argument(
+        "--torch-knn", action="store_true", help="also time unseen KNN on torch's CPU backend with bf16 candidates"
+    )
     ap.add_argument("--vim-dim", type=int, default=256, help="ViM principal dimension (capped at D // 2)")
-    ap.add_argument("--methods", type=lambda s: s.split(","), default=list(METHODS), help="subset of knn,mahalanobis,vim,energy")
-    ap.add_argument("--libraries", type=lambda s: s.split(","), default=list(LIBRARIES), help="subset of unseen,pytorch-ood,pyod")
-    ap.add_argument("--configs", type=lambda s: s.split(","), default=None, help="config names to run (default: all of the scale)")
-    ap.add_argument("--repeat", type=int, default=None, help="fit and score this many times, report the fastest (default 3 small, 1 otherwise)")
+    ap.add_argument(
+        "--methods", type=lambda s: s.split(","), default=list(METHODS), help="subset of knn,mahalanobis,vim,energy"
+    )
+    ap.add_argument(
+        "--libraries", type=lambda s: s.split(","), default=list(LIBRARIES), help="subset of unseen,pytorch-ood,pyod"
+    )
+    ap.add_argument(
+        "--configs", type=lambda s: s.split(","), default=None, help="config names to run (default: all of the scale)"
+    )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="fit and score this many times, report the fastest (default 3 small, 1 otherwise)",
+    )
     ap.add_argument("--probe-rows", type=int, default=256, help="rows scored first, to extrapolate timed-out scoring")
-    ap.add_argument("--stream-rows", type=int, default=None, help="rows of the streaming-fit file (default 1,000,000 full / 50,000 small)")
-    ap.add_argument("--stream-dim", type=int, default=None, help="columns of the streaming-fit file (default 2048 full / 512 small)")
-    ap.add_argument("--stream-classes", type=int, default=None, help="classes of the streaming-fit labels (default 1000 full / 100 small)")
+    ap.add_argument(
+        "--stream-rows",
+        type=int,
+        default=None,
+        help="rows of the streaming-fit file (default 1,000,000 full / 50,000 small)",
+    )
+    ap.add_argument(
+        "--stream-dim", type=int, default=None, help="columns of the streaming-fit file (default 2048 full / 512 small)"
+    )
+    ap.add_argument(
+        "--stream-classes",
+        type=int,
+        default=None,
+        help="classes of the streaming-fit labels (default 1000 full / 100 small)",
+    )
     ap.add_argument("--no-stream", action="store_true", help="skip the streaming-fit measurement")
     ap.add_argument("--stream-only", action="store_true", help="run only the streaming-fit measurement")
-    ap.add_argument("--stream-timeout", type=float, default=None, help="limit for the streaming fit (default 3 × --timeout)")
+    ap.add_argument(
+        "--stream-timeout", type=float, default=None, help="limit for the streaming fit (default 3 × --timeout)"
+    )
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--gen", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -1042,9 +1192,13 @@ def main(argv=None) -> int:
     started = _dt.datetime.now().isoformat(timespec="seconds")
     info = machine_info(args.threads)
     info["matmul"] = matmul_rate(args.threads)
-    print(f"matmul rate: {info['matmul']['sgemm_gflops']:.0f} GFLOP/s float32 on {args.threads} threads "
-          f"(load {info['matmul']['load_1min']:.2f})")
-    print(f"unseen speed benchmark — scale {args.scale}, {args.threads} threads, limit {args.timeout:.0f} s per measurement")
+    print(
+        f"matmul rate: {info['matmul']['sgemm_gflops']:.0f} GFLOP/s float32 on {args.threads} threads "
+        f"(load {info['matmul']['load_1min']:.2f})"
+    )
+    print(
+        f"unseen speed benchmark — scale {args.scale}, {args.threads} threads, limit {args.timeout:.0f} s per measurement"
+    )
     print(f"machine: {info['cpu_model']} ({info['usable_cores']} usable cores, {info['memory_gib']} GiB)")
     configs = [c for c in SCALES[args.scale] if args.configs is None or c["name"] in args.configs]
     args.data_dir.mkdir(parents=True, exist_ok=True)
@@ -1055,11 +1209,20 @@ def main(argv=None) -> int:
         workdir = Path(tmp)
         if not args.stream_only:
             for cfg in configs:
-                print(f"\nconfig {cfg['name']}: N_train={cfg['n_train']:,} N_test={cfg['n_test']:,} D={cfg['dim']} C={cfg['classes']}")
+                print(
+                    f"\nconfig {cfg['name']}: N_train={cfg['n_train']:,} N_test={cfg['n_test']:,} D={cfg['dim']} C={cfg['classes']}"
+                )
                 data = generate({"kind": "config", "cfg": cfg, "data_dir": str(args.data_dir), "seed": args.seed})
                 results = []
                 for item in plan(cfg, args):
-                    spec = dict(item, kind="detector", data=str(data), threads=args.threads, probe_rows=args.probe_rows, repeat=args.repeat)
+                    spec = dict(
+                        item,
+                        kind="detector",
+                        data=str(data),
+                        threads=args.threads,
+                        probe_rows=args.probe_rows,
+                        repeat=args.repeat,
+                    )
                     limit = args.pyod_timeout if item["library"] == "pyod" else args.timeout
                     res = run_measurement(spec, limit, workdir, f"{item['library']:<12} {item['label']}")
                     results.append({**item, **res})
@@ -1067,10 +1230,22 @@ def main(argv=None) -> int:
         if not args.no_stream:
             print(f"\nstreaming fit: {args.stream_rows:,} × {args.stream_dim} float32, {args.stream_classes} classes")
             data = generate(
-                {"kind": "stream", "rows": args.stream_rows, "dim": args.stream_dim, "classes": args.stream_classes,
-                 "data_dir": str(args.data_dir), "seed": args.seed}
+                {
+                    "kind": "stream",
+                    "rows": args.stream_rows,
+                    "dim": args.stream_dim,
+                    "classes": args.stream_classes,
+                    "data_dir": str(args.data_dir),
+                    "seed": args.seed,
+                }
             )
-            spec = {"kind": "stream", "library": "unseen", "method": "mahalanobis", "data": str(data), "threads": args.threads}
+            spec = {
+                "kind": "stream",
+                "library": "unseen",
+                "method": "mahalanobis",
+                "data": str(data),
+                "threads": args.threads,
+            }
             res = run_measurement(spec, args.stream_timeout, workdir, "unseen       Mahalanobis.fit(.npy path, y)")
             stream = {"rows": args.stream_rows, "dim": args.stream_dim, "classes": args.stream_classes, **res}
     text, payload = write_report(args, configs if not args.stream_only else [], all_results, stream, info, started)

@@ -32,8 +32,12 @@ def _features(c: dict) -> dict[str, float]:
     p = c["proxy"]
     held = [v for k, v in p.items() if k.startswith(HELD)]
     first = held[:3]
-    f = {"perm": p.get("feature permutation"), "interp": p.get("class interpolation"),
-         "gauss": p.get("moment-matched gaussian"), "norm": p.get("norm shift")}
+    f = {
+        "perm": p.get("feature permutation"),
+        "interp": p.get("class interpolation"),
+        "gauss": p.get("moment-matched gaussian"),
+        "norm": p.get("norm shift"),
+    }
     f["held"] = float(np.mean(held)) if held else f["interp"]
     f["held3"] = float(np.mean(first)) if first else f["interp"]
     f["held_min"] = float(np.min(held)) if held else f["interp"]
@@ -226,8 +230,10 @@ def score_choice(seeds: list[dict], labels: list[str], crit: Callable[[dict], fl
     means = {n: float(np.mean([t[n]["overall"] for t in tuned])) for n in names}
     best = max(means, key=means.get)
     labels_all = set.intersection(*[{c["label"] for c in e["candidates"]} for e in seeds])
-    oracle = max(float(np.mean([next(c["overall"] for c in e["candidates"] if c["label"] == lab) for e in seeds]))
-                 for lab in labels_all)
+    oracle = max(
+        float(np.mean([next(c["overall"] for c in e["candidates"] if c["label"] == lab) for e in seeds]))
+        for lab in labels_all
+    )
     pt = {}
     for e in seeds:
         for k, v in e["pt_overall"].items():
@@ -236,8 +242,17 @@ def score_choice(seeds: list[dict], labels: list[str], crit: Callable[[dict], fl
     pt = {k: float(np.mean(v)) for k, v in pt.items() if len(v) == len(seeds)}
     pt_best = max(pt, key=pt.get) if pt else None
     auto = float(np.mean(chosen))
-    return {"chosen": labels, "auto": auto, "best": best, "best_auroc": means[best], "regret": means[best] - auto,
-            "oracle": oracle, "pt_best": pt_best, "pt_auroc": pt.get(pt_best), "vs_pt": auto - pt[pt_best] if pt else None}
+    return {
+        "chosen": labels,
+        "auto": auto,
+        "best": best,
+        "best_auroc": means[best],
+        "regret": means[best] - auto,
+        "oracle": oracle,
+        "pt_best": pt_best,
+        "pt_auroc": pt.get(pt_best),
+        "vs_pt": auto - pt[pt_best] if pt else None,
+    }
 
 
 def lobo(ev: dict[str, list[dict]], make: Callable[[dict], Callable], crit_name: str) -> dict[str, dict]:
@@ -276,9 +291,14 @@ def tuned_on_train(family: Callable[..., Callable], grid: list[tuple], crit_name
 def summarise(res: dict[str, dict]) -> dict:
     r = [v["regret"] for v in res.values()]
     vs = [v["vs_pt"] for v in res.values() if v["vs_pt"] is not None]
-    return {"mean_regret": float(np.mean(r)), "worst_regret": float(np.max(r)),
-            "within_0.01": int(sum(x <= 0.01 + 1e-12 for x in r)), "n": len(r),
-            "beats_pt": int(sum(x >= -1e-12 for x in vs)), "n_pt": len(vs)}
+    return {
+        "mean_regret": float(np.mean(r)),
+        "worst_regret": float(np.max(r)),
+        "within_0.01": int(sum(x <= 0.01 + 1e-12 for x in r)),
+        "n": len(r),
+        "beats_pt": int(sum(x >= -1e-12 for x in vs)),
+        "n_pt": len(vs),
+    }
 
 
 RULES = {
@@ -324,20 +344,36 @@ def more_rules() -> dict:
     out = {
         "criterion chosen on the other data sets (meta)": (meta_criterion, "current"),
         "today's select: current + top-3 ensemble step": (
-            lambda: fixed(rule_with_ensemble(rule_criterion("current"), "current")), "current"),
+            lambda: fixed(rule_with_ensemble(rule_criterion("current"), "current")),
+            "current",
+        ),
         "near + top-3 ensemble step": (lambda: fixed(rule_with_ensemble(rule_criterion("near"), "near")), "near"),
         "near_gauss + top-3 ensemble step": (
-            lambda: fixed(rule_with_ensemble(rule_criterion("near_gauss"), "near_gauss")), "near_gauss"),
+            lambda: fixed(rule_with_ensemble(rule_criterion("near_gauss"), "near_gauss")),
+            "near_gauss",
+        ),
     }
     out["near_interp + top-3 ensemble step"] = (
-        lambda: fixed(rule_with_ensemble(rule_criterion("near_interp"), "near_interp")), "near_interp")
+        lambda: fixed(rule_with_ensemble(rule_criterion("near_interp"), "near_interp")),
+        "near_interp",
+    )
     for crit in ("current", "near", "near_far3", "near_interp"):
         out[f"prior shrunk by evidence [{crit}], lambda tuned"] = (
-            lambda crit=crit: tuned_on_train(lambda lam: rule_shrunk(crit, lam), [(0.25,), (0.5,), (1.0,), (2.0,), (4.0,)], crit), crit)
+            lambda crit=crit: tuned_on_train(
+                lambda lam: rule_shrunk(crit, lam), [(0.25,), (0.5,), (1.0,), (2.0,), (4.0,)], crit
+            ),
+            crit,
+        )
         out[f"shortlist of top-m by prior, then {crit}, m tuned"] = (
-            lambda crit=crit: tuned_on_train(lambda m: rule_shortlist(crit, m), [(2,), (3,), (5,), (8,)], crit), crit)
+            lambda crit=crit: tuned_on_train(lambda m: rule_shortlist(crit, m), [(2,), (3,), (5,), (8,)], crit),
+            crit,
+        )
         out[f"abstain to the prior default unless {crit} beats it by delta, delta tuned"] = (
-            lambda crit=crit: tuned_on_train(lambda d: rule_abstain(crit, d), [(0.0,), (0.005,), (0.01,), (0.02,), (0.05,)], crit), crit)
+            lambda crit=crit: tuned_on_train(
+                lambda d: rule_abstain(crit, d), [(0.0,), (0.005,), (0.01,), (0.02,), (0.05,)], crit
+            ),
+            crit,
+        )
     return out
 
 
@@ -350,15 +386,16 @@ def evaluate_all(ev: dict[str, list[dict]], out_dir: Path, only: list[str] | Non
         res = lobo(ev, make(), crit)
         results[name] = {"summary": summarise(res), "per_benchmark": res, "criterion": crit}
         s = results[name]["summary"]
-        print(f"{s['mean_regret']:.4f} {s['worst_regret']:.4f} {s['within_0.01']}/{s['n']} pt {s['beats_pt']}/{s['n_pt']}  {name}",
-              flush=True)
+        print(
+            f"{s['mean_regret']:.4f} {s['worst_regret']:.4f} {s['within_0.01']}/{s['n']} pt {s['beats_pt']}/{s['n_pt']}  {name}",
+            flush=True,
+        )
     (out_dir / "selection.json").write_text(json.dumps(results, indent=1))
     if not only:
         import os
         import platform
 
-        machine = (f"Python {platform.python_version()}, {os.cpu_count()} CPU cores; rules: "
-                   f"{len(results)}.")
+        machine = f"Python {platform.python_version()}, {os.cpu_count()} CPU cores; rules: {len(results)}."
         (out_dir / "selection.md").write_text(render(results, ev, WINNER, BASELINE, machine))
         (out_dir / "selection_summary.md").write_text(summary_table(results, ev, WINNER, BASELINE))
     return results
@@ -373,17 +410,22 @@ def summary_table(results: dict, ev: dict, winner: str, baseline: str) -> str:
     """The short table for quality.md and the README."""
     w, b = results[winner], results[baseline]
     s = w["summary"]
-    lines = ["## Automatic choice, leave-one-data-set-out (benchmarks/bench_selection.py)", "",
-             f"unseen.select's rule — the mean of the held-out-class and class-interpolation AUROCs — scored on "
-             f"{len(ev)} benchmarks ({len({dataset(x) for x in ev})} data sets); nothing about a benchmark's data set "
-             "(its test sets, but also any threshold, weight or prior) is used when choosing for it. Regret = best "
-             "unseen detector in hindsight − the choice (overall test AUROC, mean over seeds). Targets: regret ≤ 0.01 "
-             "on every benchmark, mean ≤ 0.005, at least the best pytorch-ood default, and no benchmark more than "
-             "0.005 below the former rule ((held-out + permutation) / 2 with the top-3 ensemble step, simulated on "
-             "the same evidence; on the logits-only benchmarks it gets the new proxy that drops the held-out classes' "
-             "logit columns, and the ensemble step is simulated — see selection.md).", "",
-             "| benchmark | modality | seeds | choice | overall | best in hindsight | overall | regret | "
-             "pytorch-ood best | overall | former rule | overall |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Automatic choice, leave-one-data-set-out (benchmarks/bench_selection.py)",
+        "",
+        f"unseen.select's rule — the mean of the held-out-class and class-interpolation AUROCs — scored on "
+        f"{len(ev)} benchmarks ({len({dataset(x) for x in ev})} data sets); nothing about a benchmark's data set "
+        "(its test sets, but also any threshold, weight or prior) is used when choosing for it. Regret = best "
+        "unseen detector in hindsight − the choice (overall test AUROC, mean over seeds). Targets: regret ≤ 0.01 "
+        "on every benchmark, mean ≤ 0.005, at least the best pytorch-ood default, and no benchmark more than "
+        "0.005 below the former rule ((held-out + permutation) / 2 with the top-3 ensemble step, simulated on "
+        "the same evidence; on the logits-only benchmarks it gets the new proxy that drops the held-out classes' "
+        "logit columns, and the ensemble step is simulated — see selection.md).",
+        "",
+        "| benchmark | modality | seeds | choice | overall | best in hindsight | overall | regret | "
+        "pytorch-ood best | overall | former rule | overall |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     from bench_selection import BENCHMARKS
 
     for bench, r in w["per_benchmark"].items():
@@ -392,65 +434,95 @@ def summary_table(results: dict, ev: dict, winner: str, baseline: str) -> str:
         ch = ", ".join(dict.fromkeys(r["chosen"]))
         och = ", ".join(dict.fromkeys(o["chosen"]))
         pt = ("–", "–") if r["pt_best"] is None else (r["pt_best"], f"{r['pt_auroc']:.4f}")
-        lines.append(f"| {bench} | {BENCHMARKS.get(bench, '')} | {seeds} | {ch} | {r['auto']:.4f} | {r['best']} | "
-                     f"{r['best_auroc']:.4f} | {r['regret']:.4f} | {pt[0]} | {pt[1]} | {och} | {o['auto']:.4f} |")
+        lines.append(
+            f"| {bench} | {BENCHMARKS.get(bench, '')} | {seeds} | {ch} | {r['auto']:.4f} | {r['best']} | "
+            f"{r['best_auroc']:.4f} | {r['regret']:.4f} | {pt[0]} | {pt[1]} | {och} | {o['auto']:.4f} |"
+        )
     bs = b["summary"]
     worse = [x for x in w["per_benchmark"] if w["per_benchmark"][x]["auto"] < b["per_benchmark"][x]["auto"] - 0.005]
-    lines += ["", f"Mean regret **{s['mean_regret']:.4f}** (target 0.005: missed), worst **{s['worst_regret']:.4f}**; "
-              f"within 0.01 of the best on {s['within_0.01']} of {s['n']} (target: all); at least the best pytorch-ood "
-              f"default on {s['beats_pt']} of {s['n_pt']}. Former rule: mean {bs['mean_regret']:.4f}, worst "
-              f"{bs['worst_regret']:.4f}. More than 0.005 below the former rule on: "
-              f"{', '.join(worse) if worse else 'none'}. All rules tried: benchmarks/selection.md."]
+    lines += [
+        "",
+        f"Mean regret **{s['mean_regret']:.4f}** (target 0.005: missed), worst **{s['worst_regret']:.4f}**; "
+        f"within 0.01 of the best on {s['within_0.01']} of {s['n']} (target: all); at least the best pytorch-ood "
+        f"default on {s['beats_pt']} of {s['n_pt']}. Former rule: mean {bs['mean_regret']:.4f}, worst "
+        f"{bs['worst_regret']:.4f}. More than 0.005 below the former rule on: "
+        f"{', '.join(worse) if worse else 'none'}. All rules tried: benchmarks/selection.md.",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def render(results: dict, ev: dict[str, list[dict]], winner: str, baseline: str, machine: str = "") -> str:
     """benchmarks/selection.md: every rule's leave-one-data-set-out regret, then the winner per benchmark."""
-    lines = ["# Choosing a detector without seeing the test: rules scored leave-one-data-set-out", "",
-             "Generated by `benchmarks/bench_selection.py evaluate` from the evidence in `benchmarks/selection_evidence/` "
-             f"({sum(len(v) for v in ev.values())} benchmark-seeds over {len(ev)} benchmarks, "
-             f"{len({dataset(b) for b in ev})} data sets). {machine}", "",
-             "Regret = best unseen detector in hindsight (each detector at the setting the rule tuned on validation "
-             "data, mean over seeds) − the rule's choice (test AUROC, overall = mean of the near and far means). A "
-             "rule's parameters, thresholds and prior are learnt on the other data sets only (every representation "
-             "and seed of the scored data set left out). 'vs pytorch-ood' counts benchmarks where the choice is at "
-             "least the best pytorch-ood 0.4.0 default on the same features. Ensemble steps are simulated offline "
-             "(each member's scores turned into probabilities against the ID validation rows, mean combined), an "
-             "approximation of `unseen.Ensemble`, whose references are the fit rows: on WordNet the shipped former "
-             "rule chose SDM (0.886, benchmarks/quality.md) where the simulation finds its ensemble (0.925). The "
-             "Fashion-MNIST/EfficientNet evidence uses one class partition (two elsewhere), as select does for "
-             "features wider than 512.", "",
-             "| rule | mean regret | worst regret | within 0.01 | ≥ pytorch-ood best |", "|---|---|---|---|---|"]
+    lines = [
+        "# Choosing a detector without seeing the test: rules scored leave-one-data-set-out",
+        "",
+        "Generated by `benchmarks/bench_selection.py evaluate` from the evidence in `benchmarks/selection_evidence/` "
+        f"({sum(len(v) for v in ev.values())} benchmark-seeds over {len(ev)} benchmarks, "
+        f"{len({dataset(b) for b in ev})} data sets). {machine}",
+        "",
+        "Regret = best unseen detector in hindsight (each detector at the setting the rule tuned on validation "
+        "data, mean over seeds) − the rule's choice (test AUROC, overall = mean of the near and far means). A "
+        "rule's parameters, thresholds and prior are learnt on the other data sets only (every representation "
+        "and seed of the scored data set left out). 'vs pytorch-ood' counts benchmarks where the choice is at "
+        "least the best pytorch-ood 0.4.0 default on the same features. Ensemble steps are simulated offline "
+        "(each member's scores turned into probabilities against the ID validation rows, mean combined), an "
+        "approximation of `unseen.Ensemble`, whose references are the fit rows: on WordNet the shipped former "
+        "rule chose SDM (0.886, benchmarks/quality.md) where the simulation finds its ensemble (0.925). The "
+        "Fashion-MNIST/EfficientNet evidence uses one class partition (two elsewhere), as select does for "
+        "features wider than 512.",
+        "",
+        "| rule | mean regret | worst regret | within 0.01 | ≥ pytorch-ood best |",
+        "|---|---|---|---|---|",
+    ]
     order = sorted(results, key=lambda k: (results[k]["summary"]["mean_regret"], results[k]["summary"]["worst_regret"]))
     for name in order:
         s = results[name]["summary"]
         mark = " **(implemented)**" if name == winner else (" (today's rule)" if name == baseline else "")
-        lines.append(f"| {name}{mark} | {s['mean_regret']:.4f} | {s['worst_regret']:.4f} | {s['within_0.01']}/{s['n']} | "
-                     f"{s['beats_pt']}/{s['n_pt']} |")
+        lines.append(
+            f"| {name}{mark} | {s['mean_regret']:.4f} | {s['worst_regret']:.4f} | {s['within_0.01']}/{s['n']} | "
+            f"{s['beats_pt']}/{s['n_pt']} |"
+        )
     for name in (winner, baseline):
-        lines += ["", f"## {name}: per benchmark", "",
-                  "| benchmark | seeds | choice per seed | auto | best in hindsight | best | regret | oracle grid point | "
-                  "pytorch-ood best | auto − pytorch-ood |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"## {name}: per benchmark",
+            "",
+            "| benchmark | seeds | choice per seed | auto | best in hindsight | best | regret | oracle grid point | "
+            "pytorch-ood best | auto − pytorch-ood |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for bench, r in results[name]["per_benchmark"].items():
             seeds = [e["seed"] for e in ev[bench]]
             vs = "–" if r["vs_pt"] is None else f"{r['vs_pt']:+.4f}"
             pt = "–" if r["pt_best"] is None else f"{r['pt_best']} {r['pt_auroc']:.4f}"
-            lines.append(f"| {bench} | {seeds} | {', '.join(r['chosen'])} | {r['auto']:.4f} | {r['best']} | "
-                         f"{r['best_auroc']:.4f} | {r['regret']:.4f} | {r['oracle']:.4f} | {pt} | {vs} |")
+            lines.append(
+                f"| {bench} | {seeds} | {', '.join(r['chosen'])} | {r['auto']:.4f} | {r['best']} | "
+                f"{r['best_auroc']:.4f} | {r['regret']:.4f} | {r['oracle']:.4f} | {pt} | {vs} |"
+            )
     if winner != baseline:
-        lines += ["", f"## {winner} against today's rule, per benchmark", "", "| benchmark | today | new | change |",
-                  "|---|---|---|---|"]
+        lines += [
+            "",
+            f"## {winner} against today's rule, per benchmark",
+            "",
+            "| benchmark | today | new | change |",
+            "|---|---|---|---|",
+        ]
         for bench in results[winner]["per_benchmark"]:
             a, b = results[baseline]["per_benchmark"][bench]["auto"], results[winner]["per_benchmark"][bench]["auto"]
             lines.append(f"| {bench} | {a:.4f} | {b:.4f} | {b - a:+.4f} |")
     speed = Path(__file__).resolve().parent / "selection_speed.json"
     if speed.exists():
         sp = json.loads(speed.read_text())
-        lines += ["", "## Speed", "", f"`bench_selection.py speed`: `select(X, y, head=(W, b))` with every default on "
-                  f"{sp['rows']:,} × {sp['dim']} synthetic training features ({sp['classes']} classes), "
-                  f"{len(sp['validated'])} detectors validated: **{sp['seconds']:.0f} s** on {sp['cpus']} cores, load "
-                  f"average {sp['load_before'][0]:.1f} before and {sp['load_after'][0]:.1f} after. "
-                  f"Target 120 s. {sp.get('note', '')}"]
+        lines += [
+            "",
+            "## Speed",
+            "",
+            f"`bench_selection.py speed`: `select(X, y, head=(W, b))` with every default on "
+            f"{sp['rows']:,} × {sp['dim']} synthetic training features ({sp['classes']} classes), "
+            f"{len(sp['validated'])} detectors validated: **{sp['seconds']:.0f} s** on {sp['cpus']} cores, load "
+            f"average {sp['load_before'][0]:.1f} before and {sp['load_after'][0]:.1f} after. "
+            f"Target 120 s. {sp.get('note', '')}",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -528,8 +600,15 @@ def rule_with_ensemble(base: Callable, crit_name: str, size: int = 3, margin: fl
                 continue
             labels = [m["label"] for m in members]
             proxy, test = ensemble_evidence(e, labels)
-            ens = {"label": "ens(" + "+".join(labels) + ")", "name": "ens", "family": "ensemble", "proxy": proxy,
-                   "test": test, "overall": None, "params": {}}
+            ens = {
+                "label": "ens(" + "+".join(labels) + ")",
+                "name": "ens",
+                "family": "ensemble",
+                "proxy": proxy,
+                "test": test,
+                "overall": None,
+                "params": {},
+            }
             from bench_selection import _overall
 
             ens["overall"] = _overall(test, e["ood_kind"])

@@ -75,7 +75,9 @@ def load_digits_open_set(seed: int = 0):
     X, y = load_digits(return_X_y=True)
     X = X / 16.0
     known = np.isin(y, (0, 1, 2, 3, 4, 5))
-    X_tr, X_rest, y_tr, y_rest = train_test_split(X[known], y[known], test_size=0.4, random_state=seed, stratify=y[known])
+    X_tr, X_rest, y_tr, y_rest = train_test_split(
+        X[known], y[known], test_size=0.4, random_state=seed, stratify=y[known]
+    )
     X_val, X_te, y_val, y_te = train_test_split(X_rest, y_rest, test_size=0.5, random_state=seed, stratify=y_rest)
     rng = np.random.default_rng(seed)
     scrambled = np.stack([row[rng.permutation(row.size)] for row in X_te])

@@ -119,7 +119,9 @@ def test_odin_agrees_with_pytorch_ood(net):
 
 def test_odin_detector_api(net):
     X, y, X_test, _ = digits()
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.from_numpy(X), torch.from_numpy(y)), batch_size=100)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.from_numpy(X), torch.from_numpy(y)), batch_size=100
+    )
     net.train()
     odin = ODIN(net, device="cpu")
     with pytest.raises(NotFittedError):
@@ -163,13 +165,19 @@ def test_mahalanobis_without_step_is_mahalanobis(net):
     det = MahalanobisPreprocessed(net, epsilon=0.0, device="cpu").fit(X, y)
     m = TorchModel(net, device="cpu")
     plain = unseen.get_detector("mahalanobis").fit(m.features(X).astype(np.float64), y)
-    np.testing.assert_allclose(det.score_samples(X_test), plain.score_samples(m.features(X_test).astype(np.float64)), rtol=1e-9)
-    assert det.offset_ == pytest.approx(plain._threshold(plain.score_samples(m.features(X).astype(np.float64))), rel=1e-9)
+    np.testing.assert_allclose(
+        det.score_samples(X_test), plain.score_samples(m.features(X_test).astype(np.float64)), rtol=1e-9
+    )
+    assert det.offset_ == pytest.approx(
+        plain._threshold(plain.score_samples(m.features(X).astype(np.float64))), rel=1e-9
+    )
 
 
 def test_mahalanobis_detector_api(net):
     X, y, X_test, _ = digits()
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.from_numpy(X), torch.from_numpy(y)), batch_size=128)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.from_numpy(X), torch.from_numpy(y)), batch_size=128
+    )
     det = MahalanobisPreprocessed(net, device="cpu")
     with pytest.raises(NotFittedError):
         det.score_samples(X_test)
@@ -183,6 +191,8 @@ def test_mahalanobis_detector_api(net):
     with pytest.raises(InputError, match="needs class labels"):
         MahalanobisPreprocessed(net, device="cpu").fit(X)
     with pytest.raises(InputError, match="twice"):
-        MahalanobisPreprocessed(net, device="cpu").fit(((torch.from_numpy(X[:64]), torch.from_numpy(y[:64])) for _ in range(1)))
+        MahalanobisPreprocessed(net, device="cpu").fit(
+            (torch.from_numpy(X[:64]), torch.from_numpy(y[:64])) for _ in range(1)
+        )
     with pytest.raises(InputError, match="epsilon"):
         MahalanobisPreprocessed(net, epsilon=-1.0, device="cpu").fit(X, y)

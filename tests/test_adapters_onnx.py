@@ -72,7 +72,9 @@ def test_outputs_match_torch(exported):
     from_batches = m.extract(batches.__iter__())
     np.testing.assert_array_equal(from_batches.labels, y[:640])
     np.testing.assert_allclose(from_batches.features, ref.features(X[:640]), rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(m.extract(X_test.astype(np.float64), np.arange(len(X_test))).labels, np.arange(len(X_test)))
+    np.testing.assert_array_equal(
+        m.extract(X_test.astype(np.float64), np.arange(len(X_test))).labels, np.arange(len(X_test))
+    )
 
     det = m.fit_detector("vim", X, dim=16)
     np.testing.assert_allclose(m.score(det, X_test), det.score_samples(expected.features), rtol=1e-4)

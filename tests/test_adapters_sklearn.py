@@ -20,7 +20,7 @@ from unseen.exceptions import InputError
 from ._digits import digits
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fitted(kind: str):
     X, y, _, _ = digits()
     if kind == "logreg":

@@ -229,7 +229,9 @@ def test_output_forms_and_errors():
     with pytest.raises(InputError, match="found no nn.Linear"):
         TorchModel(torch.nn.Sequential(torch.nn.ReLU()), device="cpu")
     with pytest.raises(InputError, match="logits of shape"):
-        TorchModel(torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.Flatten(0)), device="cpu").extract(np.zeros((3, 4)))
+        TorchModel(torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.Flatten(0)), device="cpu").extract(
+            np.zeros((3, 4))
+        )
     with pytest.raises(InputError, match="torch.nn.Module"):
         TorchModel(lambda x: x)
     with pytest.raises(InputError, match="batch_size"):
@@ -261,7 +263,9 @@ def test_readme_story_fit_save_load(net, tmp_path):
     energy = m.fit_detector("energy", train_loader)
     assert energy.W_ is not None  # a logit detector gets features + head from a model with a linear head
     np.testing.assert_allclose(
-        m.score(energy, X_test), unseen.get_detector("energy").fit(m.logits(X)).score_samples(m.logits(X_test)), rtol=1e-5
+        m.score(energy, X_test),
+        unseen.get_detector("energy").fit(m.logits(X)).score_samples(m.logits(X_test)),
+        rtol=1e-5,
     )
 
 

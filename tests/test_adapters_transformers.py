@@ -62,7 +62,9 @@ def test_features_are_the_classifier_input(bert):
 
 def test_batch_invariance_labels_and_train_mode(bert):
     model, tok = bert
-    one_batch = TransformersClassifier(model, tok, device="cpu", batch_size=len(TEXTS)).extract(TEXTS, y=[0, 1, 2, 0, 0, 1, 2, 0])
+    one_batch = TransformersClassifier(model, tok, device="cpu", batch_size=len(TEXTS)).extract(
+        TEXTS, y=[0, 1, 2, 0, 0, 1, 2, 0]
+    )
     model.train()  # dropout on: the adapter must still run in eval mode, and give the mode back
     try:
         small = TransformersClassifier(model, tok, device="cpu", batch_size=3).extract(TEXTS)
@@ -91,7 +93,9 @@ def test_fit_detector_and_errors(bert):
     y = [0, 1, 2, 0, 0, 1, 2, 0]
     det = m.fit_detector("energy", TEXTS)
     np.testing.assert_allclose(
-        m.score(det, TEXTS[:3]), unseen.get_detector("energy").fit(m.logits(TEXTS)).score_samples(m.logits(TEXTS[:3])), rtol=1e-5
+        m.score(det, TEXTS[:3]),
+        unseen.get_detector("energy").fit(m.logits(TEXTS)).score_samples(m.logits(TEXTS[:3])),
+        rtol=1e-5,
     )
     assert m.fit_detector("knn", TEXTS, y, k=2).n_features_in_ == 384
     with pytest.raises(InputError, match="does not know where the classifier"):

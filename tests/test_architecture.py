@@ -60,7 +60,7 @@ def test_no_import_cycles(graph):
         state[node] = 1
         for dep in sorted(graph[node]):
             if state.get(dep) == 1:
-                pytest.fail("import cycle: " + " -> ".join(path[path.index(dep):] + [node, dep]))
+                pytest.fail("import cycle: " + " -> ".join(path[path.index(dep) :] + [node, dep]))
             if dep not in state:
                 visit(dep, path + [node])
         state[node] = 2
@@ -71,8 +71,14 @@ def test_no_import_cycles(graph):
 
 
 def test_detector_modules_import_only_the_core():
-    allowed = {"unseen.base", "unseen._validation", "unseen._stats", "unseen.exceptions", "unseen.search",
-               "unseen.detectors"}
+    allowed = {
+        "unseen.base",
+        "unseen._validation",
+        "unseen._stats",
+        "unseen.exceptions",
+        "unseen.search",
+        "unseen.detectors",
+    }
     for name, deps in GRAPH.items():
         if name.startswith("unseen.detectors."):
             extra = {d for d in deps if d not in allowed and not d.startswith("unseen.detectors.")}

@@ -12,8 +12,10 @@ from unseen.datasets._base import MissingDataError, OpenSetData  # noqa: E402
 from unseen.datasets.fashion_mnist import DATA_DIR  # noqa: E402
 from unseen.exceptions import InputError  # noqa: E402
 
-needs_data = pytest.mark.skipif(not (DATA_DIR / "train-images-idx3-ubyte.gz").exists(),
-                                reason="Fashion-MNIST is not installed (apt-get install -y dataset-fashion-mnist)")
+needs_data = pytest.mark.skipif(
+    not (DATA_DIR / "train-images-idx3-ubyte.gz").exists(),
+    reason="Fashion-MNIST is not installed (apt-get install -y dataset-fashion-mnist)",
+)
 
 # One torch thread: on a shared machine torch's spinning OpenMP threads made this build 10x slower.
 SMALL = {"size": "small", "progress": False, "threads": 1}
@@ -54,8 +56,12 @@ def test_open_set_data_shapes_kinds_and_names(built):
     assert isinstance(d, OpenSetData)
     assert (d.name, d.representation, d.seed) == ("attribution", "cnn", 0)
     assert d.class_names == known == ["mlp-vae s0", "mlp-vae s1", "conv-vae s0", "conv-vae s1", "dcgan s0"]
-    assert d.ood_kind == {"unseen seed": "near", "unseen architecture": "near", "unseen data": "far",
-                          "unseen classes": "near"}
+    assert d.ood_kind == {
+        "unseen seed": "near",
+        "unseen architecture": "near",
+        "unseen data": "far",
+        "unseen classes": "near",
+    }
     assert d.X_train.shape == (5 * 100, 32) and d.X_val.shape == (5 * 30, 32) and d.X_test.shape == (5 * 50, 32)
     for y, n in [(d.y_train, 100), (d.y_val, 30), (d.y_test, 50)]:
         np.testing.assert_array_equal(np.bincount(y), [n] * 5)

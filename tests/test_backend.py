@@ -29,8 +29,28 @@ DEVICE_CLASSES = [c for c in builtin_detectors().values() if "device" in inspect
 DATA = make_data()
 
 # The detectors the issue names: KNN, the Gaussians, the subspace family, every logit and shaping detector.
-EXPECTED = {"knn", "mahalanobis", "rmds", "gaussian", "vim", "residual", "neco", "msp", "temp_msp", "maxlogit",
-            "energy", "entropy", "gen", "klm", "react", "ash_p", "ash_b", "ash_s", "scale", "dice"}
+EXPECTED = {
+    "knn",
+    "mahalanobis",
+    "rmds",
+    "gaussian",
+    "vim",
+    "residual",
+    "neco",
+    "msp",
+    "temp_msp",
+    "maxlogit",
+    "energy",
+    "entropy",
+    "gen",
+    "klm",
+    "react",
+    "ash_p",
+    "ash_b",
+    "ash_s",
+    "scale",
+    "dice",
+}
 
 
 def test_the_named_detectors_take_a_device():
@@ -76,8 +96,12 @@ def test_device_is_a_parameter_kept_by_clone_and_save(cls):
     parts = np.concatenate([det.score_samples(X[:7]), det.score_samples(X[7:])])
     np.testing.assert_allclose(parts, det.score_samples(X), rtol=1e-6)
     loaded.set_params(device=None)  # a saved GPU detector scores with NumPy on a machine without one
-    np.testing.assert_allclose(loaded.score_samples(X), _fit(cls, None).score_samples(X), rtol=1e-4,
-                               atol=1e-4 * np.abs(det.score_samples(X)).max())
+    np.testing.assert_allclose(
+        loaded.score_samples(X),
+        _fit(cls, None).score_samples(X),
+        rtol=1e-4,
+        atol=1e-4 * np.abs(det.score_samples(X)).max(),
+    )
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])

@@ -26,26 +26,44 @@ def digits_data(seed: int = 0) -> OpenSetData:
     d = load_digits_open_set(seed)
     features, head = train_model(*d["train"], seed=seed)
     return OpenSetData(
-        name="digits-test", representation="mlp-hidden", seed=seed,
-        X_train=features(d["train"][0]), y_train=d["train"][1],
-        X_val=features(d["val"][0]), y_val=d["val"][1],
-        X_test=features(d["test"][0]), y_test=d["test"][1],
+        name="digits-test",
+        representation="mlp-hidden",
+        seed=seed,
+        X_train=features(d["train"][0]),
+        y_train=d["train"][1],
+        X_val=features(d["val"][0]),
+        y_val=d["val"][1],
+        X_test=features(d["test"][0]),
+        y_test=d["test"][1],
         ood={NEAR: features(d["ood"][NEAR]), FAR: features(d["ood"][FAR])},
-        ood_kind={NEAR: "near", FAR: "far"}, head=head,
+        ood_kind={NEAR: "near", FAR: "far"},
+        head=head,
     )
 
 
 def _value(result, detector, ood_set, metric, seed=None):
-    vals = [r["value"] for r in result.rows if r["detector"] == detector and r["ood_set"] == ood_set
-            and r["metric"] == metric and (seed is None or r["seed"] == seed)]
+    vals = [
+        r["value"]
+        for r in result.rows
+        if r["detector"] == detector
+        and r["ood_set"] == ood_set
+        and r["metric"] == metric
+        and (seed is None or r["seed"] == seed)
+    ]
     assert vals, (detector, ood_set, metric)
     return vals if seed is None else vals[0]
 
 
 @pytest.fixture(scope="module")
 def two_seeds():
-    return run(digits_data, detectors=["msp", "knn", "mahalanobis", "vim", "temp_msp"], seeds=[0, 1],
-               n_bootstrap=200, progress=False, raise_errors=True)
+    return run(
+        digits_data,
+        detectors=["msp", "knn", "mahalanobis", "vim", "temp_msp"],
+        seeds=[0, 1],
+        n_bootstrap=200,
+        progress=False,
+        raise_errors=True,
+    )
 
 
 def test_rows_summary_and_plot_data(two_seeds):
@@ -75,8 +93,16 @@ def test_rows_summary_and_plot_data(two_seeds):
 
 def test_values_equal_a_direct_computation():
     """A fixed-parameter KNN through the runner gives exactly the metrics of fitting it by hand."""
-    r = run(digits_data, detectors=["knn"], seeds=[0], params={"knn": {"k": 5}}, n_bootstrap=0,
-            select=False, progress=False, raise_errors=True)
+    r = run(
+        digits_data,
+        detectors=["knn"],
+        seeds=[0],
+        params={"knn": {"k": 5}},
+        n_bootstrap=0,
+        select=False,
+        progress=False,
+        raise_errors=True,
+    )
     data = digits_data(0)
     det = unseen.KNN(k=5).fit(data.X_train, data.y_train)
     s_id = det.score_samples(data.X_test)
@@ -104,8 +130,18 @@ def test_tuning_picks_from_the_grid_and_is_recorded(two_seeds):
 
 def test_selection_is_compared_with_hindsight(two_seeds):
     sel = two_seeds.selection
-    for key in ("chosen", "params", "reason", "validation", "hindsight_best", "chosen_auroc", "best_auroc",
-                "median_auroc", "rank", "per_seed"):
+    for key in (
+        "chosen",
+        "params",
+        "reason",
+        "validation",
+        "hindsight_best",
+        "chosen_auroc",
+        "best_auroc",
+        "median_auroc",
+        "rank",
+        "per_seed",
+    ):
         assert key in sel, key
     board = {row["detector"]: row["auroc"] for row in two_seeds.leaderboard()}
     assert sel["chosen_auroc"] == pytest.approx(board[AUTO])
@@ -156,8 +192,13 @@ def test_test_and_ood_data_cannot_change_tuning_or_selection():
         X_test=base.X_test[::-1] * 1.5,  # different test rows and OOD sets entirely
         ood={NEAR: rng.random(base.ood[NEAR].shape), FAR: base.ood[FAR][:50] + 3.0},
     )
-    kwargs = dict(detectors=["msp", "knn", "vim", "mahalanobis", "sage", "ensemble"], seeds=[0], n_bootstrap=0,
-                  progress=False, raise_errors=True)
+    kwargs = dict(
+        detectors=["msp", "knn", "vim", "mahalanobis", "sage", "ensemble"],
+        seeds=[0],
+        n_bootstrap=0,
+        progress=False,
+        raise_errors=True,
+    )
     a, b = run(base, **kwargs), run(other, **kwargs)
     assert a.selection["validation"] == b.selection["validation"]
     assert a.selection["chosen"] == b.selection["chosen"]
@@ -166,13 +207,28 @@ def test_test_and_ood_data_cannot_change_tuning_or_selection():
 
 
 def test_failures_are_recorded_and_others_continue():
-    r = run(digits_data, detectors=["knn", "vim"], seeds=[0], params={"vim": {"dim": 500}}, n_bootstrap=0,
-            select=False, progress=False)
+    r = run(
+        digits_data,
+        detectors=["knn", "vim"],
+        seeds=[0],
+        params={"vim": {"dim": 500}},
+        n_bootstrap=0,
+        select=False,
+        progress=False,
+    )
     assert "vim" in r.errors and "dim=500" in r.errors["vim"]
     assert {row["detector"] for row in r.rows} == {"knn"}
     with pytest.raises(InputError, match="dim=500"):
-        run(digits_data, detectors=["vim"], seeds=[0], params={"vim": {"dim": 500}}, n_bootstrap=0,
-            select=False, progress=False, raise_errors=True)
+        run(
+            digits_data,
+            detectors=["vim"],
+            seeds=[0],
+            params={"vim": {"dim": 500}},
+            n_bootstrap=0,
+            select=False,
+            progress=False,
+            raise_errors=True,
+        )
 
 
 def test_applicability_without_head_and_experimental_detectors():
@@ -195,10 +251,20 @@ def test_covariate_sets_are_reported_apart():
     base = digits_data(0)
     rng = np.random.default_rng(0)
     shifted = base.X_test + rng.normal(scale=0.5, size=base.X_test.shape)
-    data = dataclasses.replace(base, ood={**base.ood, "noisy known digits": shifted},
-                               ood_kind={**base.ood_kind, "noisy known digits": "covariate"})
-    r = run(data, detectors=["knn"], params={"knn": {"k": 5}}, n_bootstrap=50, select=False, progress=False,
-            raise_errors=True)
+    data = dataclasses.replace(
+        base,
+        ood={**base.ood, "noisy known digits": shifted},
+        ood_kind={**base.ood_kind, "noisy known digits": "covariate"},
+    )
+    r = run(
+        data,
+        detectors=["knn"],
+        params={"knn": {"k": 5}},
+        n_bootstrap=50,
+        select=False,
+        progress=False,
+        raise_errors=True,
+    )
     cov = [row for row in r.rows if row["ood_kind"] == "covariate"]
     assert {row["ood_set"] for row in cov} == {"noisy known digits", "covariate (mean)"}
     assert "oscr" not in {row["metric"] for row in cov}

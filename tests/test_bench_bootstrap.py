@@ -12,8 +12,13 @@ from unseen.bench._bootstrap import hierarchical_ci, replicate_metrics, row_weig
 
 def _reference(s_id, s_ood, correct):
     m = unseen.metrics
-    return {"auroc": m.auroc(s_id, s_ood), "fpr95": m.fpr_at_tpr(s_id, s_ood), "aupr_in": m.aupr_in(s_id, s_ood),
-            "aupr_out": m.aupr_out(s_id, s_ood), "oscr": m.oscr(s_id, correct, s_ood)}
+    return {
+        "auroc": m.auroc(s_id, s_ood),
+        "fpr95": m.fpr_at_tpr(s_id, s_ood),
+        "aupr_in": m.aupr_in(s_id, s_ood),
+        "aupr_out": m.aupr_out(s_id, s_ood),
+        "oscr": m.oscr(s_id, correct, s_ood),
+    }
 
 
 @pytest.mark.parametrize("tied", [False, True])

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.test_bench import FAR, NEAR, digits_data
 from unseen.bench import load_spec, run
 from unseen.exceptions import InputError
-from tests.test_bench import FAR, NEAR, digits_data
 
 SPEC = """\
 name: my-digits
@@ -148,8 +148,10 @@ def test_structural_errors(tmp_path):
     bad.write_text("train: train.npy\ntest: test.npy\n")
     with pytest.raises(InputError, match="missing 'ood'"):
         load_spec(bad)
-    bad.write_text("train: train.npy\ntest: test.npy\nood: {x: {features: near.npy, kind: far}}\n"
-                   "val: {features: val.npz, labels: test_labels.npy}\n")
+    bad.write_text(
+        "train: train.npy\ntest: test.npy\nood: {x: {features: near.npy, kind: far}}\n"
+        "val: {features: val.npz, labels: test_labels.npy}\n"
+    )
     with pytest.raises(InputError, match="labels are given for one of train/val but not the other"):
         load_spec(bad)
     np.savez(tmp_path / "two.npz", a=np.ones((5, 64)), b=np.ones((5, 64)))

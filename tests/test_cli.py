@@ -42,7 +42,21 @@ def test_detectors_json_filter(capsys):
 
 def test_fit_then_score_csv(files, data, capsys):
     out = files / "maha.unseen"
-    assert main(["fit", "mahalanobis", "--features", str(files / "train.npy"), "--labels", str(files / "y.npy"), "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "mahalanobis",
+                "--features",
+                str(files / "train.npy"),
+                "--labels",
+                str(files / "y.npy"),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "saved to" in capsys.readouterr().out
     assert main(["score", str(out), "--features", str(files / "test.npy"), "-o", str(files / "s.csv")]) == 0
     with open(files / "s.csv") as fh:
@@ -63,14 +77,44 @@ def test_fit_with_head_params_and_parquet(files, data):
     import pyarrow.parquet as pq
 
     out = files / "knn.unseen"
-    assert main(["fit", "knn", "--features", f"{files / 'multi.npz'}:feats", "--param", "k=5", "--tpr", "0.9", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "knn",
+                "--features",
+                f"{files / 'multi.npz'}:feats",
+                "--param",
+                "k=5",
+                "--tpr",
+                "0.9",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     det = unseen.load(out)
     assert det.k == 5 and det.tpr == 0.9
     pq.write_table(pa.table({f"f{i}": data.X_test[:, i] for i in range(data.X.shape[1])}), files / "test.parquet")
     assert main(["score", str(out), "--features", str(files / "test.parquet"), "-o", str(files / "s.parquet")]) == 0
     table = pq.read_table(files / "s.parquet")
     np.testing.assert_allclose(table.column("score").to_numpy(), det.score_samples(data.X_test), rtol=1e-12)
-    assert main(["fit", "energy", "--features", str(files / "train.npy"), "--head", str(files / "head.npz"), "-o", str(files / "e.unseen")]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "energy",
+                "--features",
+                str(files / "train.npy"),
+                "--head",
+                str(files / "head.npz"),
+                "-o",
+                str(files / "e.unseen"),
+            ]
+        )
+        == 0
+    )
 
 
 @pytest.mark.parametrize(
@@ -80,7 +124,10 @@ def test_fit_with_head_params_and_parquet(files, data):
         (["fit", "mahalanobis", "--features", "train.npy", "-o", "x.unseen"], "needs class labels"),
         (["fit", "vim", "--features", "train.npy", "-o", "x.unseen"], "needs the classifier head"),
         (["fit", "knn", "--features", "missing.npy", "-o", "x.unseen"], "does not exist"),
-        (["fit", "knn", "--features", "multi.npz", "-o", "x.unseen"], "holds several arrays ['feats', 'other']; name one: multi.npz:feats"),
+        (
+            ["fit", "knn", "--features", "multi.npz", "-o", "x.unseen"],
+            "holds several arrays ['feats', 'other']; name one: multi.npz:feats",
+        ),
         (["fit", "knn", "--features", "train.npy", "--param", "k=100000", "-o", "x.unseen"], "k"),
         (["score", "missing.unseen", "--features", "test.npy", "-o", "s.csv"], "does not exist"),
         (["score", "train.npy", "--features", "test.npy", "-o", "s.csv"], "foreign"),
@@ -100,7 +147,9 @@ def test_usage_errors_exit_2(capsys):
 
 
 def test_console_script_help_shows_examples():
-    proc = subprocess.run([sys.executable, "-m", "unseen.cli", "fit", "--help"], capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "unseen.cli", "fit", "--help"], capture_output=True, text=True, check=True
+    )
     assert "examples:" in proc.stdout and "unseen fit knn" in proc.stdout
 
 
@@ -130,23 +179,51 @@ def test_keys_name_npz_arrays_and_parquet_columns(files, data, capsys):
 
     Q = np.vstack([data.X_test, data.X_ood])
     want = unseen.Mahalanobis().fit(data.X, data.y).score_samples(Q)
-    assert main(["fit", "mahalanobis", "--features", f"{files / 'multi.npz'}:feats",
-                 "--labels", f"{files / 'multi.npz'}:other", "-o", str(files / "a.unseen")]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "mahalanobis",
+                "--features",
+                f"{files / 'multi.npz'}:feats",
+                "--labels",
+                f"{files / 'multi.npz'}:other",
+                "-o",
+                str(files / "a.unseen"),
+            ]
+        )
+        == 0
+    )
     np.testing.assert_allclose(unseen.load(files / "a.unseen").score_samples(Q), want, rtol=1e-12)
     # a label column of the features' own Parquet file is not a feature
     table = {f"f{i}": data.X[:, i] for i in range(data.X.shape[1])}
     pq.write_table(pa.table({**table, "label": data.y}), files / "train.parquet")
-    assert main(["fit", "mahalanobis", "--features", str(files / "train.parquet"),
-                 "--labels", f"{files / 'train.parquet'}:label", "-o", str(files / "b.unseen")]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "mahalanobis",
+                "--features",
+                str(files / "train.parquet"),
+                "--labels",
+                f"{files / 'train.parquet'}:label",
+                "-o",
+                str(files / "b.unseen"),
+            ]
+        )
+        == 0
+    )
     np.testing.assert_allclose(unseen.load(files / "b.unseen").score_samples(Q), want, rtol=1e-12)
     # an embedding column of a wider table, and a colon in a file name
-    pq.write_table(pa.table({"emb": [list(r) for r in data.X], "id": [str(i) for i in range(len(data.X))]}),
-                   files / "emb.parquet")
+    pq.write_table(
+        pa.table({"emb": [list(r) for r in data.X], "id": [str(i) for i in range(len(data.X))]}), files / "emb.parquet"
+    )
     assert main(["fit", "knn", "--features", f"{files / 'emb.parquet'}:emb", "-o", str(files / "c.unseen")]) == 0
     np.save(files / "run:1.npy", data.X)
     assert main(["fit", "knn", "--features", str(files / "run:1.npy"), "-o", str(files / "d.unseen")]) == 0
-    np.testing.assert_array_equal(unseen.load(files / "c.unseen").score_samples(Q),
-                                  unseen.load(files / "d.unseen").score_samples(Q))
+    np.testing.assert_array_equal(
+        unseen.load(files / "c.unseen").score_samples(Q), unseen.load(files / "d.unseen").score_samples(Q)
+    )
     capsys.readouterr()
     assert main(["fit", "knn", "--features", str(files / "emb.parquet"), "-o", str(files / "e.unseen")]) == 1
     assert "name the features column: " in capsys.readouterr().err
@@ -164,15 +241,27 @@ def broken(files):
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["fit", "knn", "--features", "train.npy", "--tpr", "nan", "-o", "x.unseen"], "KNN: tpr must be a finite number, got nan"),
+        (
+            ["fit", "knn", "--features", "train.npy", "--tpr", "nan", "-o", "x.unseen"],
+            "KNN: tpr must be a finite number, got nan",
+        ),
         (["score", "knn.unseen", "--features", "test.npy", "-o", "blocker/s.csv"], "Could not write blocker/s.csv"),
         (["explain", "knn.unseen", "--features", "test.npy", "-o", "blocker/e.json"], "Could not write blocker/e.json"),
         (["fit", "knn", "--features", "train.npy", "-o", "blocker/x.unseen"], "Could not save the detector"),
         (["fit", "knn", "--features", "bad.parquet", "-o", "x.unseen"], "Could not read bad.parquet as a Parquet file"),
         (["fit", "knn", "--features", "bad.npz", "-o", "x.unseen"], "bad.npz is not an .npz file"),
-        (["fit", "energy", "--features", "train.npy", "--head", "bad.npz", "-o", "x.unseen"], "bad.npz is not an .npz file"),
-        (["fit", "knn", "--features", "train.npy:X", "-o", "x.unseen"], "train.npy holds one array; drop the array name"),
-        (["fit", "knn", "--features", "multi.npz:nope", "-o", "x.unseen"], "has no array 'nope'; it holds ['feats', 'other']"),
+        (
+            ["fit", "energy", "--features", "train.npy", "--head", "bad.npz", "-o", "x.unseen"],
+            "bad.npz is not an .npz file",
+        ),
+        (
+            ["fit", "knn", "--features", "train.npy:X", "-o", "x.unseen"],
+            "train.npy holds one array; drop the array name",
+        ),
+        (
+            ["fit", "knn", "--features", "multi.npz:nope", "-o", "x.unseen"],
+            "has no array 'nope'; it holds ['feats', 'other']",
+        ),
         (["fit", "knn", "--features", "train.npy", "--param", 'k="5"', "-o", "x.unseen"], "k must be int or integer"),
         (["score", "knn.unseen", "--features", "test.npy", "-o", "s.txt"], "use a .csv or .parquet output file"),
         (["detectors", "--family", "nope"], "No detector of family 'nope'. Families: distance,"),
@@ -271,12 +360,35 @@ def test_score_with_an_engine_writes_shards_equal_to_in_memory_scores(tmp_path, 
     np.save(tmp_path / "feats" / "b.npy", X[120:])
     model = tmp_path / "knn.unseen"
     assert main(["fit", "knn", "--features", str(tmp_path / "train.npy"), "--param", "k=5", "-o", str(model)]) == 0
-    argv = ["score", str(model), "--features", str(tmp_path / "feats"), "--engine", "local", "--block-rows", "100",
-            "-o", str(tmp_path / "scores")]
+    argv = [
+        "score",
+        str(model),
+        "--features",
+        str(tmp_path / "feats"),
+        "--engine",
+        "local",
+        "--block-rows",
+        "100",
+        "-o",
+        str(tmp_path / "scores"),
+    ]
     assert main(argv) == 0
     assert "scored 300 rows with KNN(k=5) on local" in capsys.readouterr().out
     shards = sorted((tmp_path / "scores").glob("part-*.parquet"))
     got = np.concatenate([pq.read_table(p).column("score").to_numpy() for p in shards])
     np.testing.assert_allclose(got, unseen.load(model).score_samples(X), rtol=1e-12)
-    assert main(["score", str(model), "--features", str(tmp_path / "train.npy"), "--num-actors", "2", "-o",
-                 str(tmp_path / "s.csv")]) == 2
+    assert (
+        main(
+            [
+                "score",
+                str(model),
+                "--features",
+                str(tmp_path / "train.npy"),
+                "--num-actors",
+                "2",
+                "-o",
+                str(tmp_path / "s.csv"),
+            ]
+        )
+        == 2
+    )

@@ -6,15 +6,28 @@ import json
 
 import pytest
 
-from unseen.cli import main
 from tests.test_bench_spec import spec_file
+from unseen.cli import main
 
 
 def test_bench_spec_prints_leaderboard_and_writes_files(tmp_path, capsys):
     path = spec_file(tmp_path)
     out = tmp_path / "results"
-    code = main(["bench", str(path), "--detectors", "msp,knn,vim", "--seeds", "0", "--bootstrap", "50",
-                 "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "bench",
+            str(path),
+            "--detectors",
+            "msp,knn,vim",
+            "--seeds",
+            "0",
+            "--bootstrap",
+            "50",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     text = capsys.readouterr().out
     assert "| detector | auroc | near (mean) | far (mean) |" in text

@@ -69,12 +69,39 @@ def read_csv(path):
 
 def test_openset_fit_predict_equals_python_api(d, capsys):
     model = p(d, "osr.unseen")
-    rc = main(["openset", "fit", "knn", "--features", p(d, "train.npy"), "--labels", p(d, "ytrain.npy"),
-               "--head", p(d, "head.npz"), "--thresholds", "per_class", "--tpr", "0.9", "--param", "k=5",
-               "--calibrate-features", p(d, "cal.npy"), "--calibrate-labels", p(d, "ycal.npy"), "-o", model])
+    rc = main(
+        [
+            "openset",
+            "fit",
+            "knn",
+            "--features",
+            p(d, "train.npy"),
+            "--labels",
+            p(d, "ytrain.npy"),
+            "--head",
+            p(d, "head.npz"),
+            "--thresholds",
+            "per_class",
+            "--tpr",
+            "0.9",
+            "--param",
+            "k=5",
+            "--calibrate-features",
+            p(d, "cal.npy"),
+            "--calibrate-labels",
+            p(d, "ycal.npy"),
+            "-o",
+            model,
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
-    assert "6 known classes" in out and "per-class thresholds" in out and "300 calibration rows" in out and "saved to" in out
+    assert (
+        "6 known classes" in out
+        and "per-class thresholds" in out
+        and "300 calibration rows" in out
+        and "saved to" in out
+    )
 
     expected = unseen.OpenSetClassifier(unseen.KNN(k=5), thresholds="per_class", tpr=0.9)
     expected.fit(d.train, d.ytrain, head=(d.W, d.b)).calibrate(d.cal, d.ycal)
@@ -85,7 +112,9 @@ def test_openset_fit_predict_equals_python_api(d, capsys):
     labels = np.array([int(r["label"]) for r in rows])
     np.testing.assert_array_equal(labels, expected.predict(d.new))
     np.testing.assert_allclose([float(r["score"]) for r in rows], expected.score_samples(d.new), rtol=1e-12)
-    np.testing.assert_allclose([float(r["decision"]) for r in rows], expected.decision_function(d.new), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        [float(r["decision"]) for r in rows], expected.decision_function(d.new), rtol=1e-9, atol=1e-12
+    )
     n_unknown = int((labels == -1).sum())
     assert f"{n_unknown} as unknown -1" in out and f"wrote {d.dir / 'preds.csv'}" in out
     # real behaviour: the unknown digits (second part) are rejected far more often than the known test digits
@@ -99,12 +128,24 @@ def test_openset_logits_and_evaluate_table_and_json(d, capsys):
     np.save(d.dir / "test_logits.npy", d.test @ d.W.T + d.b)
     np.save(d.dir / "unknown_logits.npy", d.unknown @ d.W.T + d.b)
     model = p(d, "msp.unseen")
-    assert main(["openset", "fit", "msp", "--features", p(d, "logits.npy"), "--labels", p(d, "ytrain.npy"), "-o", model]) == 0
+    assert (
+        main(["openset", "fit", "msp", "--features", p(d, "logits.npy"), "--labels", p(d, "ytrain.npy"), "-o", model])
+        == 0
+    )
     assert "(logits)" in capsys.readouterr().out
     expected = unseen.OpenSetClassifier(unseen.MSP()).fit(logits, d.ytrain)
     want = expected.evaluate(d.test @ d.W.T + d.b, d.ytest, d.unknown @ d.W.T + d.b)
-    argv = ["openset", "evaluate", model, "--features", p(d, "test_logits.npy"), "--labels", p(d, "ytest.npy"),
-            "--unknown", p(d, "unknown_logits.npy")]
+    argv = [
+        "openset",
+        "evaluate",
+        model,
+        "--features",
+        p(d, "test_logits.npy"),
+        "--labels",
+        p(d, "ytest.npy"),
+        "--unknown",
+        p(d, "unknown_logits.npy"),
+    ]
     assert main([*argv, "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
     assert set(got) >= {"accuracy", "auroc", "oscr", "ccr_at_fpr_0.05", "macro_f1_open"}
@@ -113,7 +154,10 @@ def test_openset_logits_and_evaluate_table_and_json(d, capsys):
     assert got["accuracy"] > 0.9 and got["auroc"] > 0.7  # a real classifier on real digits
     assert main(argv) == 0
     table = capsys.readouterr().out
-    assert f"accuracy          {want['accuracy']:.4f}" in table and f"macro_f1_open     {want['macro_f1_open']:.4f}" in table
+    assert (
+        f"accuracy          {want['accuracy']:.4f}" in table
+        and f"macro_f1_open     {want['macro_f1_open']:.4f}" in table
+    )
 
 
 # ------------------------------------------------------------------------------------------------ flag
@@ -127,8 +171,22 @@ def knn_file(d):
 
 
 def test_flag_p_values_equal_conformal_flagger_and_bh(d, knn_file, capsys):
-    rc = main(["flag", p(d, "knn.unseen"), "--calibration", p(d, "cal.npy"), "--features", p(d, "new.npy"),
-               "--alpha", "0.05", "--bh", "0.1", "-o", p(d, "flags.csv")])
+    rc = main(
+        [
+            "flag",
+            p(d, "knn.unseen"),
+            "--calibration",
+            p(d, "cal.npy"),
+            "--features",
+            p(d, "new.npy"),
+            "--alpha",
+            "0.05",
+            "--bh",
+            "0.1",
+            "-o",
+            p(d, "flags.csv"),
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     flagger = ConformalFlagger(knn_file, alpha=0.05).calibrate(d.cal)
@@ -146,9 +204,24 @@ def test_flag_p_values_equal_conformal_flagger_and_bh(d, knn_file, capsys):
 
 
 def test_flag_class_conditional_from_files_and_from_openset_predictions(d, knn_file, capsys):
-    rc = main(["flag", p(d, "knn.unseen"), "--calibration", p(d, "cal.npy"), "--calibration-labels", p(d, "ycal.npy"),
-               "--features", p(d, "test.npy"), "--classes", p(d, "ytest.npy"), "--mode", "class_conditional",
-               "-o", p(d, "cc.csv")])
+    rc = main(
+        [
+            "flag",
+            p(d, "knn.unseen"),
+            "--calibration",
+            p(d, "cal.npy"),
+            "--calibration-labels",
+            p(d, "ycal.npy"),
+            "--features",
+            p(d, "test.npy"),
+            "--classes",
+            p(d, "ytest.npy"),
+            "--mode",
+            "class_conditional",
+            "-o",
+            p(d, "cc.csv"),
+        ]
+    )
     assert rc == 0
     assert "within every class" in capsys.readouterr().out
     want = ConformalFlagger(knn_file, mode="class_conditional").calibrate(d.cal, d.ycal).p_values(d.test, d.ytest)
@@ -156,8 +229,20 @@ def test_flag_class_conditional_from_files_and_from_openset_predictions(d, knn_f
 
     osc = unseen.OpenSetClassifier(unseen.KNN(k=5)).fit(d.train, d.ytrain, head=(d.W, d.b))
     osc.save(d.dir / "osr.unseen")
-    rc = main(["flag", p(d, "osr.unseen"), "--calibration", p(d, "cal.npy"), "--features", p(d, "new.npy"),
-               "--mode", "class_conditional", "-o", p(d, "osc.csv")])
+    rc = main(
+        [
+            "flag",
+            p(d, "osr.unseen"),
+            "--calibration",
+            p(d, "cal.npy"),
+            "--features",
+            p(d, "new.npy"),
+            "--mode",
+            "class_conditional",
+            "-o",
+            p(d, "osc.csv"),
+        ]
+    )
     assert rc == 0
     flagger = ConformalFlagger(osc, mode="class_conditional").calibrate(d.cal, osc.predict_closed(d.cal))
     want = flagger.p_values(d.new, osc.predict_closed(d.new))
@@ -172,11 +257,31 @@ def test_flag_small_calibration_warns_and_dkwm_mode(d, knn_file, capsys):
     assert "warning: " in captured.err and "10 calibration points are too few for alpha=0.05" in captured.err
     assert "flagged 0 of" in captured.out
 
-    rc = main(["flag", p(d, "knn.unseen"), "--calibration", p(d, "cal.npy"), "--features", p(d, "new.npy"),
-               "--mode", "calibration_conditional", "--delta", "0.2", "--alpha", "0.2", "-o", p(d, "dk.csv")])
+    rc = main(
+        [
+            "flag",
+            p(d, "knn.unseen"),
+            "--calibration",
+            p(d, "cal.npy"),
+            "--features",
+            p(d, "new.npy"),
+            "--mode",
+            "calibration_conditional",
+            "--delta",
+            "0.2",
+            "--alpha",
+            "0.2",
+            "-o",
+            p(d, "dk.csv"),
+        ]
+    )
     assert rc == 0
     assert "with probability at least 0.8 over the calibration draw" in capsys.readouterr().out
-    want = ConformalFlagger(knn_file, alpha=0.2, mode="calibration_conditional", delta=0.2).calibrate(d.cal).p_values(d.new)
+    want = (
+        ConformalFlagger(knn_file, alpha=0.2, mode="calibration_conditional", delta=0.2)
+        .calibrate(d.cal)
+        .p_values(d.new)
+    )
     np.testing.assert_allclose([float(r["p_value"]) for r in read_csv(d.dir / "dk.csv")], want, rtol=1e-12)
 
 
@@ -191,7 +296,9 @@ def test_enroll_and_forget_knn_equal_refit(d, capsys):
     old = d.ytrain < 5
     unseen.KNN(k=5).fit(d.train[old], d.ytrain[old]).save(d.dir / "knn5.unseen")
     np.save(d.dir / "class5.npy", d.train[~old])
-    rc = main(["enroll", p(d, "knn5.unseen"), "--features", p(d, "class5.npy"), "--label", "5", "-o", p(d, "knn6.unseen")])
+    rc = main(
+        ["enroll", p(d, "knn5.unseen"), "--features", p(d, "class5.npy"), "--label", "5", "-o", p(d, "knn6.unseen")]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert f"enrolled {int((~old).sum())} rows as class 5" in out and "500 rows in the bank, 6 classes" in out
@@ -200,7 +307,9 @@ def test_enroll_and_forget_knn_equal_refit(d, capsys):
     refit = unseen.KNN(k=5).fit(d.train[order], d.ytrain[order])
     np.testing.assert_allclose(scores_of(d.dir / "knn6.unseen", d.new), refit.score_samples(d.new), rtol=1e-12)
 
-    rc = main(["enroll", p(d, "knn6.unseen"), "--forget", "5", "--calibrate", p(d, "cal.npy"), "-o", p(d, "back.unseen")])
+    rc = main(
+        ["enroll", p(d, "knn6.unseen"), "--forget", "5", "--calibrate", p(d, "cal.npy"), "-o", p(d, "back.unseen")]
+    )
     assert rc == 0
     assert "forgot class 5" in capsys.readouterr().out
     back = unseen.load(d.dir / "back.unseen")
@@ -213,7 +322,9 @@ def test_enroll_and_forget_mahalanobis_equal_refit(d, capsys):
     old = d.ytrain < 5
     unseen.Mahalanobis().fit(d.train, d.ytrain).save(d.dir / "maha.unseen")
     np.save(d.dir / "class5.npy", d.train[~old])
-    rc = main(["enroll", p(d, "maha.unseen"), "--forget", "5", "--features", p(d, "class5.npy"), "-o", p(d, "m5.unseen")])
+    rc = main(
+        ["enroll", p(d, "maha.unseen"), "--forget", "5", "--features", p(d, "class5.npy"), "-o", p(d, "m5.unseen")]
+    )
     assert rc == 0
     assert "classes [0, 1, 2, 3, 4]" in capsys.readouterr().out
     refit = unseen.Mahalanobis().fit(d.train[old], d.ytrain[old])
@@ -253,11 +364,35 @@ def saved(d, knn_file):
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["openset", "fit", "nope", "--features", "train.npy", "--labels", "ytrain.npy", "-o", "x.unseen"], "Unknown detector 'nope'"),
-        (["openset", "fit", "vim", "--features", "train.npy", "--labels", "ytrain.npy", "-o", "x.unseen"], "needs features and the classifier head"),
+        (
+            ["openset", "fit", "nope", "--features", "train.npy", "--labels", "ytrain.npy", "-o", "x.unseen"],
+            "Unknown detector 'nope'",
+        ),
+        (
+            ["openset", "fit", "vim", "--features", "train.npy", "--labels", "ytrain.npy", "-o", "x.unseen"],
+            "needs features and the classifier head",
+        ),
         (["openset", "predict", "knn.unseen", "--features", "new.npy"], "not an open-set classifier"),
-        (["openset", "fit", "knn", "--features", "train.npy", "--labels", "ytrain.npy", "--unknown-label", "x", "-o", "x.unseen"], "--unknown-label must be an integer"),
-        (["enroll", "msp.unseen", "--features", "train.npy", "--label", "3", "-o", "x.unseen"], "Detectors that can: knn, mahalanobis, rmds, she"),
+        (
+            [
+                "openset",
+                "fit",
+                "knn",
+                "--features",
+                "train.npy",
+                "--labels",
+                "ytrain.npy",
+                "--unknown-label",
+                "x",
+                "-o",
+                "x.unseen",
+            ],
+            "--unknown-label must be an integer",
+        ),
+        (
+            ["enroll", "msp.unseen", "--features", "train.npy", "--label", "3", "-o", "x.unseen"],
+            "Detectors that can: knn, mahalanobis, rmds, she",
+        ),
         (["enroll", "she.unseen", "--forget", "3", "-o", "x.unseen"], "Detectors that can: knn, mahalanobis, rmds"),
         (["enroll", "knn.unseen", "--forget", "9", "-o", "x.unseen"], "no bank row has label 9"),
         (["flag", "missing.unseen", "--calibration", "cal.npy", "--features", "new.npy"], "does not exist"),
@@ -275,17 +410,47 @@ def test_errors_exit_1_with_clear_messages(saved, capsys, monkeypatch, argv, mes
     [
         (["openset", "fit", "knn", "--features", "train.npy", "-o", "x.unseen"], "--labels y.npy"),
         (["openset", "evaluate", "x.unseen", "--features", "test.npy", "--unknown", "unknown.npy"], "--labels y.npy"),
-        (["openset", "fit", "knn", "--features", "train.npy", "--labels", "ytrain.npy", "--calibrate-labels", "ycal.npy", "-o", "x"], "need --calibrate-features"),
+        (
+            [
+                "openset",
+                "fit",
+                "knn",
+                "--features",
+                "train.npy",
+                "--labels",
+                "ytrain.npy",
+                "--calibrate-labels",
+                "ycal.npy",
+                "-o",
+                "x",
+            ],
+            "need --calibrate-features",
+        ),
         (["openset"], "ACTION"),
-        (["flag", "knn.unseen", "--calibration", "cal.npy", "--features", "new.npy", "--alpha", "1.5"], "strictly between 0 and 1"),
-        (["flag", "knn.unseen", "--calibration", "cal.npy", "--features", "new.npy", "--bh", "0"], "strictly between 0 and 1"),
-        (["flag", "knn.unseen", "--calibration", "cal.npy", "--features", "new.npy", "--mode", "class_conditional"], "--calibration-labels"),
-        (["flag", "knn.unseen", "--calibration", "cal.npy", "--features", "new.npy", "--delta", "0.2"], "calibration_conditional only"),
+        (
+            ["flag", "knn.unseen", "--calibration", "cal.npy", "--features", "new.npy", "--alpha", "1.5"],
+            "strictly between 0 and 1",
+        ),
+        (
+            ["flag", "knn.unseen", "--calibration", "cal.npy", "--features", "new.npy", "--bh", "0"],
+            "strictly between 0 and 1",
+        ),
+        (
+            ["flag", "knn.unseen", "--calibration", "cal.npy", "--features", "new.npy", "--mode", "class_conditional"],
+            "--calibration-labels",
+        ),
+        (
+            ["flag", "knn.unseen", "--calibration", "cal.npy", "--features", "new.npy", "--delta", "0.2"],
+            "calibration_conditional only",
+        ),
         (["enroll", "knn.unseen", "--label", "3", "--forget", "3", "-o", "x.unseen"], "not allowed with argument"),
         (["enroll", "knn.unseen", "--label", "3", "-o", "x.unseen"], "--features new.npy"),
         (["enroll", "knn.unseen", "--features", "cal.npy", "-o", "x.unseen"], "--label K is required"),
         (["enroll", "knn.unseen", "--forget", "3", "--features", "cal.npy", "-o", "x.unseen"], "drop --features"),
-        (["enroll", "knn.unseen", "--features", "cal.npy", "--label", "3", "--head", "head.npz", "-o", "x"], "SHE only"),
+        (
+            ["enroll", "knn.unseen", "--features", "cal.npy", "--label", "3", "--head", "head.npz", "-o", "x"],
+            "SHE only",
+        ),
     ],
 )
 def test_usage_errors_exit_2(saved, capsys, monkeypatch, argv, message):
@@ -321,8 +486,21 @@ def test_openset_parquet_with_string_labels(d, capsys):
     order = np.argsort(names)
     np.savez(d.dir / "head_sorted.npz", W=d.W[order], b=d.b[order])
     model = p(d, "str.unseen")
-    rc = main(["openset", "fit", "mahalanobis", "--features", p(d, "train.parquet"), "--labels", p(d, "train.parquet:digit"),
-               "--head", p(d, "head_sorted.npz"), "-o", model])
+    rc = main(
+        [
+            "openset",
+            "fit",
+            "mahalanobis",
+            "--features",
+            p(d, "train.parquet"),
+            "--labels",
+            p(d, "train.parquet:digit"),
+            "--head",
+            p(d, "head_sorted.npz"),
+            "-o",
+            model,
+        ]
+    )
     assert rc == 0 and "unknown label 'unknown'" in capsys.readouterr().out
     expected = unseen.OpenSetClassifier(unseen.Mahalanobis(), unknown_label="unknown")
     expected.fit(d.train, names[d.ytrain], head=(d.W[order], d.b[order]))
@@ -334,8 +512,14 @@ def test_openset_parquet_with_string_labels(d, capsys):
 def test_enroll_unlabelled_knn_bank_equals_refit(d, capsys):
     unseen.KNN(k=5).fit(d.train).save(d.dir / "bank.unseen")
     assert main(["enroll", p(d, "bank.unseen"), "--features", p(d, "cal.npy"), "-o", p(d, "bigger.unseen")]) == 0
-    assert f"enrolled {len(d.cal)} rows into KNN(k=5): {len(d.train) + len(d.cal)} rows in the bank;" in capsys.readouterr().out
+    assert (
+        f"enrolled {len(d.cal)} rows into KNN(k=5): {len(d.train) + len(d.cal)} rows in the bank;"
+        in capsys.readouterr().out
+    )
     refit = unseen.KNN(k=5).fit(np.vstack([d.train, d.cal]))
     np.testing.assert_allclose(scores_of(d.dir / "bigger.unseen", d.new), refit.score_samples(d.new), rtol=1e-12)
-    assert main(["enroll", p(d, "bank.unseen"), "--features", p(d, "cal.npy"), "--label", "1", "-o", p(d, "x.unseen")]) == 1
+    assert (
+        main(["enroll", p(d, "bank.unseen"), "--features", p(d, "cal.npy"), "--label", "1", "-o", p(d, "x.unseen")])
+        == 1
+    )
     assert "fitted without labels" in capsys.readouterr().err

@@ -27,8 +27,22 @@ def run(files, *args):
 
 def test_top_rows_summary_and_json(files, data, capsys):
     out = files / "explain.json"
-    rc = run(files, files / "maha.unseen", "--features", files / "test.npy", "--train", files / "train.npy",
-             "--labels", files / "y.npy", "--top", 2, "-k", 3, "-o", out)
+    rc = run(
+        files,
+        files / "maha.unseen",
+        "--features",
+        files / "test.npy",
+        "--train",
+        files / "train.npy",
+        "--labels",
+        files / "y.npy",
+        "--top",
+        2,
+        "-k",
+        3,
+        "-o",
+        out,
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "UNFAMILIAR" in printed and "KNOWN" in printed and "why:" in printed and f"wrote {out}" in printed

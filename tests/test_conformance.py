@@ -3,7 +3,6 @@ can fail (docs/contract.md#conformance)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import unseen

@@ -14,11 +14,9 @@ import numpy as np
 import pytest
 
 import unseen.datasets as ds
-from unseen.exceptions import InputError
-from unseen.datasets import _encoders, cache, corruptions
+from unseen.datasets import _encoders, cache, corruptions, mlbench
 from unseen.datasets import digits as digits_mod
 from unseen.datasets import fashion_mnist as fm
-from unseen.datasets import mlbench
 from unseen.datasets import wordnet as wn
 from unseen.exceptions import InputError
 
@@ -36,7 +34,9 @@ except Exception:  # noqa: BLE001 - any reason the data cannot be read means: no
 IN_CI = bool(os.environ.get("CI"))
 needs_fashion = pytest.mark.skipif(not FASHION_OK and not IN_CI, reason="Fashion-MNIST not installed: run make data")
 needs_wordnet = pytest.mark.skipif(not WORDNET_OK and not IN_CI, reason="WordNet not installed: run make data")
-needs_mlbench = pytest.mark.skipif(not MLBENCH_OK and not IN_CI, reason="mlbench data or pyreadr missing: run make data")
+needs_mlbench = pytest.mark.skipif(
+    not MLBENCH_OK and not IN_CI, reason="mlbench data or pyreadr missing: run make data"
+)
 
 
 def check_consistent(d: ds.OpenSetData, *, n_classes: int, dim: int, head: bool) -> None:
@@ -66,8 +66,19 @@ def check_consistent(d: ds.OpenSetData, *, n_classes: int, dim: int, head: bool)
 
 
 def same(a: ds.OpenSetData, b: ds.OpenSetData) -> bool:
-    arrays = lambda d: [d.X_train, d.y_train, d.X_val, d.y_val, d.X_test, d.y_test, *d.ood.values(),  # noqa: E731
-                        *d.ood_labels.values(), *(d.head or ())]
+    def arrays(d: ds.OpenSetData) -> list:
+        return [
+            d.X_train,
+            d.y_train,
+            d.X_val,
+            d.y_val,
+            d.X_test,
+            d.y_test,
+            *d.ood.values(),
+            *d.ood_labels.values(),
+            *(d.head or ()),
+        ]
+
     return list(a.ood) == list(b.ood) and all(np.array_equal(x, y) for x, y in zip(arrays(a), arrays(b)))
 
 
@@ -109,6 +120,7 @@ class FakeTextEncoder:
 
 # --------------------------------------------------------------------------- API and argument checks
 
+
 def test_list_datasets_and_representations():
     assert ds.list_datasets() == ["digits", "fashion-mnist", "wordnet", "shuttle", "satellite", "letter", "attribution"]
     assert ds.list_representations("fashion-mnist")[0] == "efficientnet-lite0"
@@ -116,13 +128,16 @@ def test_list_datasets_and_representations():
     assert ds.list_representations("digits") == ["classifier", "raw"]
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"name": "cifar10"}, "unknown data set 'cifar10'"),
-    ({"name": "digits", "representation": "minilm"}, "no representation 'minilm'"),
-    ({"name": "digits", "size": "huge"}, "size must be one of"),
-    ({"name": "digits", "seed": -1}, "non-negative integer"),
-    ({"name": "digits", "seed": 1.5}, "non-negative integer"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"name": "cifar10"}, "unknown data set 'cifar10'"),
+        ({"name": "digits", "representation": "minilm"}, "no representation 'minilm'"),
+        ({"name": "digits", "size": "huge"}, "size must be one of"),
+        ({"name": "digits", "seed": -1}, "non-negative integer"),
+        ({"name": "digits", "seed": 1.5}, "non-negative integer"),
+    ],
+)
 def test_load_rejects_bad_arguments(kwargs, match):
     name = kwargs.pop("name")
     with pytest.raises(InputError, match=match):
@@ -130,6 +145,7 @@ def test_load_rejects_bad_arguments(kwargs, match):
 
 
 # --------------------------------------------------------------------------- digits
+
 
 @pytest.mark.parametrize("rep", ["classifier", "raw"])
 def test_digits_benchmark(rep, tmp_path):
@@ -157,6 +173,7 @@ def test_digits_determinism(tmp_path):
 
 
 # --------------------------------------------------------------------------- Fashion-MNIST
+
 
 @needs_fashion
 def test_idx_parsing_against_the_files():
@@ -218,7 +235,11 @@ def test_fashion_classifier_benchmark(tmp_path):
     check_consistent(d, n_classes=6, dim=128, head=True)
     assert d.ood_kind["near: shirt"] == "near" and d.ood_kind["far: digits"] == "far"
     assert sorted(k for k, v in d.ood_kind.items() if v == "covariate") == [
-        "covariate: blur", "covariate: contrast", "covariate: gaussian noise", "covariate: rotation"]
+        "covariate: blur",
+        "covariate: contrast",
+        "covariate: gaussian noise",
+        "covariate: rotation",
+    ]
     assert "Shirt" not in d.class_names and {"T-shirt/top", "Pullover", "Coat"} <= set(d.class_names)
     assert len(d.X_train) == 240 and len(d.ood["near: shirt"]) == 60
 
@@ -259,6 +280,7 @@ def test_fashion_encoder_cache_hit_and_miss(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------- WordNet
+
 
 @needs_wordnet
 def test_wordnet_parsing_on_real_lines():
@@ -301,18 +323,30 @@ def test_wordnet_benchmark_with_fake_encoder(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- mlbench
 
+
 @needs_mlbench
 def test_mlbench_tables():
     X, y, names = mlbench.read_table("Shuttle")
     assert X.shape == (58000, 9)
     assert dict(zip(names, np.bincount(y).tolist())) == {
-        "Rad.Flow": 45586, "Fpv.Close": 50, "Fpv.Open": 171, "High": 8903, "Bypass": 3267, "Bpv.Close": 10,
-        "Bpv.Open": 13}
+        "Rad.Flow": 45586,
+        "Fpv.Close": 50,
+        "Fpv.Open": 171,
+        "High": 8903,
+        "Bypass": 3267,
+        "Bpv.Close": 10,
+        "Bpv.Open": 13,
+    }
     X, y, names = mlbench.read_table("Satellite")
     assert X.shape == (6435, 36)
     assert dict(zip(names, np.bincount(y).tolist())) == {
-        "red soil": 1533, "cotton crop": 703, "grey soil": 1358, "damp grey soil": 626,
-        "vegetation stubble": 707, "very damp grey soil": 1508}
+        "red soil": 1533,
+        "cotton crop": 703,
+        "grey soil": 1358,
+        "damp grey soil": 626,
+        "vegetation stubble": 707,
+        "very damp grey soil": 1508,
+    }
 
 
 @needs_mlbench
@@ -380,16 +414,17 @@ def test_logits_representation_is_the_head_applied():
 
 # --------------------------------------------------------------------------- missing data
 
+
 def test_missing_fashion_mnist(tmp_path, monkeypatch):
     monkeypatch.setattr(fm, "DATA_DIR", tmp_path)
-    with pytest.raises(ds.MissingDataError, match='sudo apt-get install -y dataset-fashion-mnist'):
+    with pytest.raises(ds.MissingDataError, match="sudo apt-get install -y dataset-fashion-mnist"):
         ds.load("fashion-mnist", representation="classifier", size="small", cache_dir=tmp_path)
 
 
 def test_missing_wordnet(tmp_path, monkeypatch):
     monkeypatch.setattr(wn, "DATA_DIR", tmp_path)
     monkeypatch.setattr(_encoders, "text_encoder", FakeTextEncoder)
-    with pytest.raises(ds.MissingDataError, match='apt-get install -y wordnet-base'):
+    with pytest.raises(ds.MissingDataError, match="apt-get install -y wordnet-base"):
         ds.load("wordnet", size="small", cache_dir=tmp_path)
 
 
@@ -410,6 +445,7 @@ def test_mlbench_search_path_honours_unseen_data_dir(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------- cache and corruptions
+
 
 def test_cache_hit_miss_and_corruption(tmp_path):
     calls = []
@@ -481,6 +517,7 @@ def test_install_script_is_executable_and_strict():
 
 
 # --------------------------------------------------------------------------- models
+
 
 @pytest.mark.parametrize("n_classes", [2, 4])
 def test_mlp_features_and_head_reproduce_the_network(n_classes, tmp_path):

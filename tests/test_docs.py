@@ -21,8 +21,12 @@ DOCS = ROOT / "docs"
 PAGES = sorted(p.stem for p in DOCS.glob("*.md"))
 #: Where the code and the README point readers at the docs: ``docs/<page>.md`` or ``docs/<page>.md#<anchor>``.
 REFERENCE = re.compile(r"docs/([A-Za-z0-9_-]+)\.md(?:#([A-Za-z0-9_-]+))?")
-SOURCES = [*(ROOT / "src").rglob("*.py"), *(ROOT / "tests").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py"),
-           ROOT / "README.md"]
+SOURCES = [
+    *(ROOT / "src").rglob("*.py"),
+    *(ROOT / "tests").rglob("*.py"),
+    *(ROOT / "benchmarks").rglob("*.py"),
+    ROOT / "README.md",
+]
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +36,22 @@ def site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("site")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     run = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(ROOT / "mkdocs.yml"),
-         "--site-dir", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--config-file",
+            str(ROOT / "mkdocs.yml"),
+            "--site-dir",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert run.returncode == 0, f"mkdocs build --strict failed:\n{run.stdout}\n{run.stderr}"
     return out
@@ -49,8 +66,16 @@ def _page(site: Path, page: str) -> str:
 
 
 def test_every_page_is_built_and_in_the_nav(site):
-    assert {"index", "quickstart", "methods", "metrics", "decisions", "architecture", "contract",
-            "adding-a-detector"} <= set(PAGES)
+    assert {
+        "index",
+        "quickstart",
+        "methods",
+        "metrics",
+        "decisions",
+        "architecture",
+        "contract",
+        "adding-a-detector",
+    } <= set(PAGES)
     nav = (ROOT / "mkdocs.yml").read_text()
     for page in PAGES:
         assert (site / f"{page}.html").is_file(), page
@@ -96,8 +121,18 @@ def test_no_reference_to_notes_users_cannot_read():
 class _Assets(HTMLParser):
     """Every URL a page *loads* (scripts, styles, images, frames, media), not the links a reader may follow."""
 
-    LOADING = {"script": "src", "img": "src", "iframe": "src", "audio": "src", "video": "src", "source": "src",
-               "embed": "src", "track": "src", "object": "data", "link": "href"}
+    LOADING = {
+        "script": "src",
+        "img": "src",
+        "iframe": "src",
+        "audio": "src",
+        "video": "src",
+        "source": "src",
+        "embed": "src",
+        "track": "src",
+        "object": "data",
+        "link": "href",
+    }
 
     def __init__(self) -> None:
         super().__init__()

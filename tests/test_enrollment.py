@@ -165,7 +165,9 @@ def test_knn_enroll_and_forget_equal_refit(data, split):
     # forgetting a class of the original fit equals a fit without its rows
     full = unseen.KNN(k=10).fit(data.X, data.y).forget(0)
     keep = data.y != 0
-    np.testing.assert_array_equal(full.score_samples(Q), unseen.KNN(k=10).fit(data.X[keep], data.y[keep]).score_samples(Q))
+    np.testing.assert_array_equal(
+        full.score_samples(Q), unseen.KNN(k=10).fit(data.X[keep], data.y[keep]).score_samples(Q)
+    )
 
 
 def test_knn_unlabelled_bank_enrolls_rows(split):
@@ -283,8 +285,11 @@ def test_she_enrollment_errors(data):
 
 def test_known_classes_follow_enroll_and_forget(data, split):
     X_fit, y_fit, X_new, _ = split
-    for det in (unseen.Mahalanobis().fit(X_fit, y_fit), unseen.RelativeMahalanobis().fit(X_fit, y_fit),
-                unseen.KNN(k=5).fit(X_fit, y_fit)):
+    for det in (
+        unseen.Mahalanobis().fit(X_fit, y_fit),
+        unseen.RelativeMahalanobis().fit(X_fit, y_fit),
+        unseen.KNN(k=5).fit(X_fit, y_fit),
+    ):
         np.testing.assert_array_equal(det.known_classes(), [0, 1, 2, 4])
         det.enroll(X_new, 3)
         np.testing.assert_array_equal(det.known_classes(), [0, 1, 2, 3, 4])

@@ -14,7 +14,6 @@ from unseen.exceptions import InputError, NotFittedError
 from unseen.explain import Explanation
 
 
-
 def brute_nearest(Q, R, k):
     d = ((Q[:, None, :] - R[None, :, :]) ** 2).sum(axis=2)
     ids = np.argsort(d, axis=1, kind="stable")[:, :k]

@@ -75,8 +75,12 @@ def test_numpy_integers_are_integers(data):
 @pytest.mark.parametrize("cls", [unseen.Mahalanobis, unseen.RelativeMahalanobis, unseen.Gaussian])
 @pytest.mark.parametrize("rows", ["one row", "constant", "zeros", "one row per class"])
 def test_gaussians_refuse_fits_without_spread(data, cls, rows):
-    X = {"one row": data.X[:1], "constant": np.full_like(data.X, 3.0), "zeros": np.zeros_like(data.X),
-         "one row per class": data.X[[0, 1, 2]]}[rows]
+    X = {
+        "one row": data.X[:1],
+        "constant": np.full_like(data.X, 3.0),
+        "zeros": np.zeros_like(data.X),
+        "one row per class": data.X[[0, 1, 2]],
+    }[rows]
     y = {"one row": data.y[:1], "one row per class": np.array([0, 1, 2])}.get(rows, data.y)
     if cls is unseen.Gaussian and rows == "one row per class":
         pytest.skip("Gaussian has no classes: three different rows do have spread")
@@ -127,8 +131,9 @@ def test_saturated_scores_warn(data):
 # ------------------------------------------------------------------------------------------ large magnitudes
 
 
-@pytest.mark.parametrize("cls", [unseen.Mahalanobis, unseen.RelativeMahalanobis, unseen.ViM, unseen.Residual,
-                                 unseen.SDM, unseen.OpenMax])
+@pytest.mark.parametrize(
+    "cls", [unseen.Mahalanobis, unseen.RelativeMahalanobis, unseen.ViM, unseen.Residual, unseen.SDM, unseen.OpenMax]
+)
 @pytest.mark.parametrize("scale,dtype", [(1e30, np.float32), (1e18, np.float64), (1e300, np.float64)])
 def test_magnitudes_beyond_the_bound_are_refused_with_the_range(data, cls, scale, dtype):
     X = (data.inputs(cls, data.X) * scale).astype(dtype)

@@ -25,7 +25,9 @@ def files(tmp_path):
 def test_read_array_picks_and_names_npz_arrays(files):
     d, X, y = files
     np.testing.assert_array_equal(io.read_array(d / "both.npz", "y"), y)
-    with pytest.raises(InputError, match=r"holds several arrays \['X', 'y'\]; name one: .*both.npz:X on the command line"):
+    with pytest.raises(
+        InputError, match=r"holds several arrays \['X', 'y'\]; name one: .*both.npz:X on the command line"
+    ):
         io.read_array(d / "both.npz")
     with pytest.raises(InputError, match=r"has no array 'Z'; it holds \['X', 'y'\]"):
         io.read_array(d / "both.npz", "Z")
@@ -58,7 +60,9 @@ def test_parquet_features_column_and_labels(tmp_path):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(6, 4))
     names = ["cat", "dog", "cat", "eel", "dog", "cat"]
-    pq.write_table(pa.table({"emb": [list(r) for r in X], "id": list("abcdef"), "label": names}), tmp_path / "t.parquet")
+    pq.write_table(
+        pa.table({"emb": [list(r) for r in X], "id": list("abcdef"), "label": names}), tmp_path / "t.parquet"
+    )
     path = tmp_path / "t.parquet"
     got, labels = io.read_features(path, "emb", "label")
     np.testing.assert_array_equal(got, X)

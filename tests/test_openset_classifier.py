@@ -58,9 +58,12 @@ def digits():
     clf = LogisticRegression(max_iter=2000).fit(X[fit], y[fit])
     return {
         "clf": clf,
-        "X_fit": X[fit], "y_fit": y[fit],
-        "X_val": X[val], "y_val": y[val],
-        "X_known": X[test], "y_known": y[test],
+        "X_fit": X[fit],
+        "y_fit": y[fit],
+        "X_val": X[val],
+        "y_val": y[val],
+        "X_known": X[test],
+        "y_known": y[test],
         "X_unknown": X[y == 9],
     }
 
@@ -89,7 +92,9 @@ def hand_oscr(s_known, correct, s_unknown):
 
 @pytest.mark.parametrize("thresholds", ["global", "per_class"])
 def test_classify_gives_predict_scores_decision_and_closed_class_in_one_pass(split, thresholds):
-    osc = unseen.OpenSetClassifier(unseen.KNN(k=5), thresholds=thresholds).fit(split.X_fit, split.y_fit, head=split.head)
+    osc = unseen.OpenSetClassifier(unseen.KNN(k=5), thresholds=thresholds).fit(
+        split.X_fit, split.y_fit, head=split.head
+    )
     X = np.vstack([split.X_known, split.X_unknown])
     out = osc.classify(X)
     np.testing.assert_array_equal(out.labels, osc.predict(X))
@@ -176,14 +181,20 @@ def test_per_class_falls_back_to_the_global_threshold_for_small_classes(split):
     osc2 = unseen.OpenSetClassifier(unseen.MaxLogit(), thresholds="per_class", min_class_samples=10_000)
     osc2.fit(split.X_fit, split.y_fit, head=split.head)
     assert osc2.fallback_.all()
-    np.testing.assert_array_equal(osc2.predict(split.X_known), unseen.OpenSetClassifier(unseen.MaxLogit()).fit(
-        split.X_fit, split.y_fit, head=split.head).predict(split.X_known))
+    np.testing.assert_array_equal(
+        osc2.predict(split.X_known),
+        unseen.OpenSetClassifier(unseen.MaxLogit())
+        .fit(split.X_fit, split.y_fit, head=split.head)
+        .predict(split.X_known),
+    )
 
 
 def test_per_class_fit_thresholds_leave_knn_fit_rows_out(split):
     # In-sample, every fit row is its own nearest neighbour (score 0 for k=1); the thresholds must
     # instead come from each row's nearest *other* fit row, as KNN's own threshold does.
-    osc = unseen.OpenSetClassifier(unseen.KNN(k=1), thresholds="per_class").fit(split.X_fit, split.y_fit, head=split.head)
+    osc = unseen.OpenSetClassifier(unseen.KNN(k=1), thresholds="per_class").fit(
+        split.X_fit, split.y_fit, head=split.head
+    )
     Z = split.X_fit / np.linalg.norm(split.X_fit, axis=1, keepdims=True)
     d2 = ((Z[:, None, :] - Z[None, :, :]) ** 2).sum(-1)
     np.fill_diagonal(d2, np.inf)
@@ -220,22 +231,35 @@ def test_maxlogit_wrapper_reproduces_oscr_and_metrics_by_hand(split):
 
 
 def test_evaluate_oscr_at_most_accuracy(split, digits):
-    m1 = unseen.OpenSetClassifier(unseen.Mahalanobis(), thresholds="per_class").fit(
-        split.X_fit, split.y_fit, head=split.head
-    ).evaluate(split.X_known, split.y_known, split.X_unknown)
-    m2 = unseen.OpenSetClassifier(unseen.KNN(k=5)).fit(digits["X_fit"], digits["y_fit"], classifier=digits["clf"]).evaluate(
-        digits["X_known"], digits["y_known"], digits["X_unknown"]
+    m1 = (
+        unseen.OpenSetClassifier(unseen.Mahalanobis(), thresholds="per_class")
+        .fit(split.X_fit, split.y_fit, head=split.head)
+        .evaluate(split.X_known, split.y_known, split.X_unknown)
+    )
+    m2 = (
+        unseen.OpenSetClassifier(unseen.KNN(k=5))
+        .fit(digits["X_fit"], digits["y_fit"], classifier=digits["clf"])
+        .evaluate(digits["X_known"], digits["y_known"], digits["X_unknown"])
     )
     # per-class thresholds: threshold-free metrics rank by decision_function = score - t(predicted class)
-    osc = unseen.OpenSetClassifier(unseen.Mahalanobis(), thresholds="per_class").fit(split.X_fit, split.y_fit, head=split.head)
+    osc = unseen.OpenSetClassifier(unseen.Mahalanobis(), thresholds="per_class").fit(
+        split.X_fit, split.y_fit, head=split.head
+    )
     d_k, d_u = osc.decision_function(split.X_known), osc.decision_function(split.X_unknown)
     assert len(set(osc.thresholds_.tolist())) > 1
     assert m1["auroc"] == pytest.approx(unseen.metrics.auroc(d_k, d_u), abs=1e-15)
     assert m1["unknown_rejected"] == pytest.approx(np.mean(d_u < 0), abs=1e-15)
     for m in (m1, m2):
         assert set(m) == {
-            "accuracy", "auroc", "oscr", "ccr_at_fpr_0.01", "ccr_at_fpr_0.05", "ccr_at_fpr_0.1",
-            "macro_f1_open", "known_accepted", "unknown_rejected",
+            "accuracy",
+            "auroc",
+            "oscr",
+            "ccr_at_fpr_0.01",
+            "ccr_at_fpr_0.05",
+            "ccr_at_fpr_0.1",
+            "macro_f1_open",
+            "known_accepted",
+            "unknown_rejected",
         }
         assert 0.0 <= m["oscr"] <= m["accuracy"] <= 1.0
         assert m["ccr_at_fpr_0.01"] <= m["ccr_at_fpr_0.05"] <= m["ccr_at_fpr_0.1"] <= m["accuracy"]
@@ -284,7 +308,9 @@ def test_binary_linear_classifier_and_string_labels(digits):
     m = osc.evaluate(X[two][:50], names[y[two]][:50], digits["X_unknown"][:50])
     assert 0 <= m["macro_f1_open"] <= 1
     with pytest.raises(InputError, match="unknown_label"):
-        unseen.OpenSetClassifier(unseen.MSP(), unknown_label=-1).fit(X[two], names[y[two]], classifier=clf)  # -1 with strings
+        unseen.OpenSetClassifier(unseen.MSP(), unknown_label=-1).fit(
+            X[two], names[y[two]], classifier=clf
+        )  # -1 with strings
     default = unseen.OpenSetClassifier(unseen.MSP()).fit(X[two], names[y[two]], classifier=clf)
     assert default.unknown_label_ == "unknown" and "unknown" in default.predict(digits["X_unknown"][:20]).tolist()
 

@@ -127,7 +127,9 @@ def test_unknown_detector_is_refused(saved):
         unseen.load(path)
 
 
-@pytest.mark.parametrize("target", ["os:system", "subprocess:Popen", "unseen.detectors.neighbors:_drop_self", "tests.conftest:Data"])
+@pytest.mark.parametrize(
+    "target", ["os:system", "subprocess:Popen", "unseen.detectors.neighbors:_drop_self", "tests.conftest:Data"]
+)
 def test_stored_class_must_be_a_registered_detector(saved, target):
     _, path = saved
     rewrite(path, manifest=lambda m: {**m, "class": target})

@@ -27,8 +27,9 @@ CLASSES = [info.detector_class for info in unseen.list_detectors()]
 
 
 def _settings(n: int) -> settings:
-    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=list(HealthCheck))
+    return settings(
+        max_examples=n, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+    )
 
 
 def actionable(err: UnseenError, *names: str) -> None:
@@ -126,8 +127,32 @@ def test_scores_are_finite_or_the_error_says_why(cls, data_):
 
 
 ODD = st.one_of(
-    st.sampled_from([float("nan"), float("inf"), -float("inf"), -1, 0, 0.5, 1, 2, 10**9, 1e300, -1e-300,
-                     True, False, None, "x", "", [], {}, (1,), [[1]], np.float64("nan"), np.int64(3)]),
+    st.sampled_from(
+        [
+            float("nan"),
+            float("inf"),
+            -float("inf"),
+            -1,
+            0,
+            0.5,
+            1,
+            2,
+            10**9,
+            1e300,
+            -1e-300,
+            True,
+            False,
+            None,
+            "x",
+            "",
+            [],
+            {},
+            (1,),
+            [[1]],
+            np.float64("nan"),
+            np.int64(3),
+        ]
+    ),
     st.floats(allow_nan=True, allow_infinity=True, width=64),
     st.integers(-(2**63), 2**63),
 )
@@ -161,8 +186,12 @@ def test_odd_hyperparameters_are_refused_by_name_or_work(cls, value, pick, data)
 def _arrays():
     """Arrays of every kind a caller might pass: odd dtypes, shapes, NaN, infinity, huge values, empty."""
     elements = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=64), st.integers(-(10**20), 10**20))
-    shapes = st.one_of(st.just(()), st.tuples(st.integers(0, 6)), st.tuples(st.integers(0, 5), st.integers(0, 4)),
-                       st.tuples(st.integers(1, 2), st.integers(1, 2), st.integers(1, 2)))
+    shapes = st.one_of(
+        st.just(()),
+        st.tuples(st.integers(0, 6)),
+        st.tuples(st.integers(0, 5), st.integers(0, 4)),
+        st.tuples(st.integers(1, 2), st.integers(1, 2), st.integers(1, 2)),
+    )
 
     def build(shape_and_values):
         shape, values, kind = shape_and_values
@@ -182,8 +211,11 @@ def _arrays():
             except (OverflowError, ValueError):  # an integer too large for int64: keep it as a float
                 return np.asarray(vals, dtype=np.float64).reshape(shape)
 
-    return st.tuples(shapes, st.lists(elements, min_size=0, max_size=8),
-                     st.sampled_from(["float64", "float32", "int64", "bool", "str", "list", "complex128"])).map(build)
+    return st.tuples(
+        shapes,
+        st.lists(elements, min_size=0, max_size=8),
+        st.sampled_from(["float64", "float32", "int64", "bool", "str", "list", "complex128"]),
+    ).map(build)
 
 
 @_settings(60)
@@ -242,10 +274,17 @@ def test_conformal_flagger_checks_what_a_custom_detector_returns(how, n):
     def make(X):
         s = X[:, 0].astype(float)
         return {
-            "ok": s, "short": s[:-1], "long": np.concatenate([s, s]), "2d": np.column_stack([s, s]),
-            "column": s[:, None], "scalar": s[:1].sum(), "nan": np.where(np.arange(s.size) == 0, np.nan, s),
-            "-inf": np.where(np.arange(s.size) == 0, -np.inf, s), "+inf": np.where(np.arange(s.size) == 0, np.inf, s),
-            "strings": s.astype(str).tolist(), "none": None,
+            "ok": s,
+            "short": s[:-1],
+            "long": np.concatenate([s, s]),
+            "2d": np.column_stack([s, s]),
+            "column": s[:, None],
+            "scalar": s[:1].sum(),
+            "nan": np.where(np.arange(s.size) == 0, np.nan, s),
+            "-inf": np.where(np.arange(s.size) == 0, -np.inf, s),
+            "+inf": np.where(np.arange(s.size) == 0, np.inf, s),
+            "strings": s.astype(str).tolist(),
+            "none": None,
         }[how]
 
     flagger = ConformalFlagger(_Custom(make), alpha=0.2)
@@ -270,8 +309,13 @@ def test_conformal_flagger_checks_what_a_custom_detector_returns(how, n):
 )
 def test_open_set_classifier_label_policy(labels, unknown, data):
     y = data.y[:200]
-    y_in = {"ints": y, "strings": np.array(list("abcde"))[y], "floats": y.astype(float) + 0.5,
-            "bools": (y > 2), "mixed": np.array([0, "a"] * 100, dtype=object)}[labels]
+    y_in = {
+        "ints": y,
+        "strings": np.array(list("abcde"))[y],
+        "floats": y.astype(float) + 0.5,
+        "bools": (y > 2),
+        "mixed": np.array([0, "a"] * 100, dtype=object),
+    }[labels]
     osc = unseen.OpenSetClassifier(unseen.MaxLogit(), unknown_label=unknown)
     try:
         osc.fit(data.logits(data.X[:200]), y_in)
@@ -294,8 +338,10 @@ def saved_bytes(tmp_path_factory):
 
 
 @_settings(60)
-@given(edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=4),
-       cut=st.one_of(st.none(), st.floats(0, 1)))
+@given(
+    edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=4),
+    cut=st.one_of(st.none(), st.floats(0, 1)),
+)
 def test_load_of_corrupted_bytes_refuses_or_gives_the_same_detector(saved_bytes, edits, cut, tmp_path_factory):
     blob, det, Q = saved_bytes
     b = bytearray(blob)

@@ -114,7 +114,9 @@ def test_scores_match_formula(data, reference, queries, aleatoric):
 
 
 def test_zero_one_loss_and_explicit_kernel(data, queries):
-    det = unseen.DEUP(loss="zero_one", k=7, bandwidth=3.0, prior_weight=0.5, prior_error=2.0, seed=3).fit(data.X, data.y)
+    det = unseen.DEUP(loss="zero_one", k=7, bandwidth=3.0, prior_weight=0.5, prior_error=2.0, seed=3).fit(
+        data.X, data.y
+    )
     losses = out_of_fold_losses(data.X, data.y, seed=3, loss="zero_one")
     np.testing.assert_array_equal(det.losses_, losses)
     assert set(np.unique(losses)) == {0.0, 1.0}

@@ -10,7 +10,6 @@ import unseen
 import unseen.base
 from unseen.exceptions import InputError
 
-
 # ------------------------------------------------------------------------------------------ the formula
 
 
@@ -220,7 +219,9 @@ def test_sdm_scores_fit_rows_as_new_rows():
     loo = det._score_fit_rows(X[sup[:20]])
     assert not np.allclose(loo, det.score_samples(X[sup[:20]]))  # scoring them plainly finds themselves
     for row in sup[:20]:  # the nearest support row found is never the row itself
-        _, d0, nearest_id = det._similarity(X[row : row + 1], (X[row : row + 1] @ W.T + b).argmax(1), leave_self_out=True)
+        _, d0, nearest_id = det._similarity(
+            X[row : row + 1], (X[row : row + 1] @ W.T + b).argmax(1), leave_self_out=True
+        )
         assert det.support_index_[nearest_id[0]] != row and d0[0] > 0
     # the ensemble's threshold accepts about 95% of new ID rows with SDM as a member
     ens = unseen.Ensemble(members=["knn", "sdm"]).fit(X, y, head=(W, b))

@@ -93,8 +93,14 @@ def test_exp_evidence_is_clipped_and_softplus_is_stable():
     S = math.exp(10) + math.exp(-10) + 1 + 3
     np.testing.assert_allclose(u["vacuity"], [3 / S, 3 / S], rtol=RTOL)
     s = unseen.Evidential(evidence="softplus").fit(f).score_samples(f)
-    np.testing.assert_allclose(s, [-3 / (50 + math.log1p(math.exp(-50)) + math.log1p(math.exp(-50)) + math.log(2) + 3),
-                                   -3 / (800 + math.log(2) + 3)], rtol=RTOL)
+    np.testing.assert_allclose(
+        s,
+        [
+            -3 / (50 + math.log1p(math.exp(-50)) + math.log1p(math.exp(-50)) + math.log(2) + 3),
+            -3 / (800 + math.log(2) + 3),
+        ],
+        rtol=RTOL,
+    )
 
 
 def test_dissonance_blocks_give_the_same_result(logits, monkeypatch):

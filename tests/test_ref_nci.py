@@ -68,7 +68,9 @@ def test_tuning_grid_holds_openood_sweep():
     grid = [g["alpha"] for g in unseen.NCI.tuning_grid(shape)]
     assert {1e-4, 1e-3, 1e-2, 1e-1} <= set(grid) and 0.0 in grid
     assert unseen.NCI.unavailable(shape) is None
-    assert "head" in unseen.NCI.unavailable(unseen.DataShape(n_features=32, n_train=600, has_labels=False, has_head=False))
+    assert "head" in unseen.NCI.unavailable(
+        unseen.DataShape(n_features=32, n_train=600, has_labels=False, has_head=False)
+    )
 
 
 # ------------------------------------------------------------------------------------------ pytorch-ood

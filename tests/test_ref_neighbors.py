@@ -207,9 +207,7 @@ def test_nnguide_matches_formula(data, k, alpha):
     det = unseen.NNGuide(k=k, alpha=alpha).fit(data.X, head=data.head)
     X_bank = data.X[det.bank_index_]
     for Q in (data.X_test, data.X_ood):
-        np.testing.assert_allclose(
-            det.score_samples(Q), nnguide_reference(X_bank, data.W, data.b, Q, k), rtol=RTOL
-        )
+        np.testing.assert_allclose(det.score_samples(Q), nnguide_reference(X_bank, data.W, data.b, Q, k), rtol=RTOL)
 
 
 def test_nnguide_bank_sampling_rule(data):

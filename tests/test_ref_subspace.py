@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ._peers import pytorch_ood_detector
 from scipy.special import logsumexp
 
 import unseen
 from unseen.exceptions import InputError
+
+from ._peers import pytorch_ood_detector
 
 # ------------------------------------------------------------------------------------ NumPy references
 
@@ -120,7 +121,9 @@ def test_neco_default_dim_is_90_percent_variance(data):
     expected = PCA(n_components=0.9).fit(StandardScaler().fit_transform(data.X)).n_components_
     assert det.n_components_ == expected
     assert 1 <= det.n_components_ < data.X.shape[1]
-    np.testing.assert_allclose(det.score_samples(data.X_test), _neco_reference(data.X, expected, data.X_test), rtol=1e-6)
+    np.testing.assert_allclose(
+        det.score_samples(data.X_test), _neco_reference(data.X, expected, data.X_test), rtol=1e-6
+    )
 
 
 def test_neco_full_dim_scores_one_and_bounds(data):

@@ -18,10 +18,10 @@ import pytest
 from scipy.stats import binom
 
 import unseen
+from tests._digits import load_digits_open_set, train_model
 from unseen import metrics
 from unseen.bench.result import BenchResult, DetectorScores
 from unseen.decisions import conformal_p_values
-from tests._digits import load_digits_open_set, train_model
 from unseen.exceptions import InputError, MissingDependencyError
 
 pytest.importorskip("matplotlib")
@@ -32,8 +32,12 @@ from unseen.report import plots  # noqa: E402
 
 DETECTORS = ("msp", "energy", "knn", "mahalanobis", "vim")  # vim with its default dim=256 fails on 64-d features
 KINDS = {"unknown digits 6-9": "near", "scrambled digits": "far", "noisy digits": "covariate"}
-METRIC_FNS = {"auroc": metrics.auroc, "fpr95": metrics.fpr_at_tpr, "aupr_in": metrics.aupr_in,
-              "aupr_out": metrics.aupr_out}
+METRIC_FNS = {
+    "auroc": metrics.auroc,
+    "fpr95": metrics.fpr_at_tpr,
+    "aupr_in": metrics.aupr_in,
+    "aupr_out": metrics.aupr_out,
+}
 SEEDS = (0, 1)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -56,9 +60,19 @@ def _seed_run(seed: int):
     F_ood = {k: features(v) for k, v in ood.items()}
     F_val_ood = features(val_ood)
     correct = (F_te @ W.T + b).argmax(1) == y_te
-    out = {"scores": {}, "val": {}, "val_ood": {}, "errors": {}, "timings": {}, "correct": correct, "fitted": {},
-           "F_tr": F_tr, "y_tr": data["train"][1], "F_te": F_te,
-           "sizes": {"n_train": len(F_tr), "n_val": len(F_val), "n_test": len(F_te)}}
+    out = {
+        "scores": {},
+        "val": {},
+        "val_ood": {},
+        "errors": {},
+        "timings": {},
+        "correct": correct,
+        "fitted": {},
+        "F_tr": F_tr,
+        "y_tr": data["train"][1],
+        "F_te": F_te,
+        "sizes": {"n_train": len(F_tr), "n_val": len(F_val), "n_test": len(F_te)},
+    }
     for name in DETECTORS:
         t0 = time.perf_counter()
         try:
@@ -67,8 +81,9 @@ def _seed_run(seed: int):
         except InputError as exc:
             out["errors"][name] = str(exc)
             continue
-        out["scores"][name] = DetectorScores(name, det.score_samples(F_te),
-                                             {k: det.score_samples(v) for k, v in F_ood.items()})
+        out["scores"][name] = DetectorScores(
+            name, det.score_samples(F_te), {k: det.score_samples(v) for k, v in F_ood.items()}
+        )
         out["val"][name] = det.score_samples(F_val)
         out["val_ood"][name] = det.score_samples(F_val_ood)
         out["timings"][name] = time.perf_counter() - t0
@@ -95,12 +110,32 @@ def build_result() -> tuple[BenchResult, dict]:
                 if kind != "covariate":
                     values["oscr"] = metrics.oscr(ds.id_test, run["correct"], s_ood)
                 for m, val in values.items():
-                    rows.append(dict(benchmark="digits", representation="mlp-64", seed=seed, detector=det,
-                                     ood_set=ood_set, ood_kind=kind, metric=m, value=val))
+                    rows.append(
+                        dict(
+                            benchmark="digits",
+                            representation="mlp-64",
+                            seed=seed,
+                            detector=det,
+                            ood_set=ood_set,
+                            ood_kind=kind,
+                            metric=m,
+                            value=val,
+                        )
+                    )
                     per_kind.setdefault((kind, m), []).append(val)
             for (kind, m), vals in per_kind.items():
-                rows.append(dict(benchmark="digits", representation="mlp-64", seed=seed, detector=det,
-                                 ood_set=f"{kind} (mean)", ood_kind=kind, metric=m, value=float(np.mean(vals))))
+                rows.append(
+                    dict(
+                        benchmark="digits",
+                        representation="mlp-64",
+                        seed=seed,
+                        detector=det,
+                        ood_set=f"{kind} (mean)",
+                        ood_kind=kind,
+                        metric=m,
+                        value=float(np.mean(vals)),
+                    )
+                )
     rng = np.random.default_rng(0)
     groups: dict[tuple, list[float]] = {}
     for r in rows:
@@ -108,46 +143,87 @@ def build_result() -> tuple[BenchResult, dict]:
     summary = []
     for (det, ood_set, kind, m), vals in groups.items():
         lo, hi = _bootstrap_ci(vals, rng)
-        summary.append(dict(benchmark="digits", representation="mlp-64", detector=det, ood_set=ood_set,
-                            ood_kind=kind, metric=m, mean=float(np.mean(vals)), ci_low=lo, ci_high=hi,
-                            n_seeds=len(vals)))
+        summary.append(
+            dict(
+                benchmark="digits",
+                representation="mlp-64",
+                detector=det,
+                ood_set=ood_set,
+                ood_kind=kind,
+                metric=m,
+                mean=float(np.mean(vals)),
+                ci_low=lo,
+                ci_high=hi,
+                n_seeds=len(vals),
+            )
+        )
     first = runs[0]
-    result = BenchResult("digits", "mlp-64", list(SEEDS), rows, summary, scores=first["scores"],
-                         id_correct=first["correct"], errors=first["errors"],
-                         timings={d: sum(r["timings"].get(d, 0.0) for r in runs) for d in first["scores"]},
-                         config={"known_classes": [0, 1, 2, 3, 4, 5], "model": "MLP, one hidden ReLU layer of 64",
-                                 **first["sizes"], "detectors": list(DETECTORS), "tpr": 0.95})
+    result = BenchResult(
+        "digits",
+        "mlp-64",
+        list(SEEDS),
+        rows,
+        summary,
+        scores=first["scores"],
+        id_correct=first["correct"],
+        errors=first["errors"],
+        timings={d: sum(r["timings"].get(d, 0.0) for r in runs) for d in first["scores"]},
+        config={
+            "known_classes": [0, 1, 2, 3, 4, 5],
+            "model": "MLP, one hidden ReLU layer of 64",
+            **first["sizes"],
+            "detectors": list(DETECTORS),
+            "tpr": 0.95,
+        },
+    )
     validation = {d: metrics.auroc(first["val"][d], first["val_ood"][d]) for d in first["scores"]}
     chosen = max(validation, key=validation.get)
     board = result.leaderboard("auroc")
     test_auroc = {b["detector"]: b["auroc"] for b in board}
-    result.selection = {"chosen": chosen, "params": {}, "validation": validation,
-                        "reason": f"{chosen} has the highest validation AUROC ({validation[chosen]:.3f}) against "
-                                  "pixel-scrambled validation digits.",
-                        "hindsight_best": board[0]["detector"], "chosen_auroc": test_auroc[chosen],
-                        "best_auroc": board[0]["auroc"]}
+    result.selection = {
+        "chosen": chosen,
+        "params": {},
+        "validation": validation,
+        "reason": f"{chosen} has the highest validation AUROC ({validation[chosen]:.3f}) against "
+        "pixel-scrambled validation digits.",
+        "hindsight_best": board[0]["detector"],
+        "chosen_auroc": test_auroc[chosen],
+        "best_auroc": board[0]["auroc"],
+    }
     for det in dict.fromkeys([chosen, "msp"]):
         cal = first["val"][det]
         p = conformal_p_values(cal, first["scores"][det].id_test)
         n = p.size
         for alpha in (0.01, 0.05, 0.1):
-            result.conformal.append({"alpha": alpha, "false_alarm_rate": float(np.mean(p <= alpha)),
-                                     "band_low": binom.ppf(0.005, n, alpha) / n,
-                                     "band_high": binom.ppf(0.995, n, alpha) / n,
-                                     "n_test": n, "n_calibration": cal.size, "detector": det})
+            result.conformal.append(
+                {
+                    "alpha": alpha,
+                    "false_alarm_rate": float(np.mean(p <= alpha)),
+                    "band_low": binom.ppf(0.005, n, alpha) / n,
+                    "band_high": binom.ppf(0.995, n, alpha) / n,
+                    "n_test": n,
+                    "n_calibration": cal.size,
+                    "detector": det,
+                }
+            )
     knn = first["fitted"]["knn"]
     order = np.argsort(first["scores"]["knn"].id_test)
-    ex_low = unseen.explain(knn, first["F_te"][order[:3]], reference=first["F_tr"],
-                            reference_labels=first["y_tr"], k=3)
-    ex_high = unseen.explain(knn, first["F_te"][order[-2:]], reference=first["F_tr"],
-                             reference_labels=first["y_tr"], k=3)
-    explanations = {"digits": {
-        "least familiar ID test inputs": [{"index": int(i), "source": "ID test", "explanation": e}
-                                          for i, e in zip(order[:3], ex_low)],
-        # the other two forms: a to_dict() with the test row as index, and an Explanation with its row set
-        "most familiar ID test inputs": [{**ex_high[0].to_dict(), "index": int(order[-2]), "source": "ID test"},
-                                         dataclasses.replace(ex_high[1], row=int(order[-1]))],
-    }}
+    ex_low = unseen.explain(knn, first["F_te"][order[:3]], reference=first["F_tr"], reference_labels=first["y_tr"], k=3)
+    ex_high = unseen.explain(
+        knn, first["F_te"][order[-2:]], reference=first["F_tr"], reference_labels=first["y_tr"], k=3
+    )
+    explanations = {
+        "digits": {
+            "least familiar ID test inputs": [
+                {"index": int(i), "source": "ID test", "explanation": e} for i, e in zip(order[:3], ex_low)
+            ],
+            # the other two forms: a to_dict() with the test row as index, and an Explanation with its row set
+            "most familiar ID test inputs": [
+                {**ex_high[0].to_dict(), "index": int(order[-2]), "source": "ID test"},
+                dataclasses.replace(ex_high[1], row=int(order[-1])),
+            ],
+        }
+    }
     return result, explanations
 
 
@@ -190,7 +266,7 @@ def section(text: str, heading: str) -> str:
     """The HTML from the ``<h3>`` with this heading to the next ``<h3>``."""
     start = text.index(f"<h3>{heading}</h3>")
     end = text.find("<h3>", start + 4)
-    return text[start:end if end != -1 else None]
+    return text[start : end if end != -1 else None]
 
 
 # ------------------------------------------------------------------------------------------ file checks
@@ -212,9 +288,18 @@ def test_every_detector_set_and_part_is_in_the_report(written, built):
         assert det in text
     for name in KINDS:
         assert name in text
-    for heading in ("Leaderboard", "Detector selection", "Per OOD set", "Covariate-shifted ID", "ROC curves",
-                    "Score distributions", "Open-set recognition (OSCR)", "Conformal false-alarm check",
-                    "Skipped or failed detectors", "Explanations"):
+    for heading in (
+        "Leaderboard",
+        "Detector selection",
+        "Per OOD set",
+        "Covariate-shifted ID",
+        "ROC curves",
+        "Score distributions",
+        "Open-set recognition (OSCR)",
+        "Conformal false-alarm check",
+        "Skipped or failed detectors",
+        "Explanations",
+    ):
         assert f"<h3>{heading}</h3>" in text, heading
     # the covariate set has its own table under its own heading, not among the OOD sets
     cov = section(text, "Covariate-shifted ID")
@@ -255,8 +340,11 @@ def test_leaderboard_matches_the_result(written, built):
     assert re.search(rf'<tr class="chosen"><td class="num">\d+</td><td>{chosen}<span class="badge">chosen', table)
     assert table.count('<tr class="chosen">') == 1
     # near-OOD FPR@95 mean and its CI over the two seeds
-    row = next(r for r in result.summary if r["detector"] == board[0]["detector"]
-               and r["ood_set"] == "near (mean)" and r["metric"] == "fpr95")
+    row = next(
+        r
+        for r in result.summary
+        if r["detector"] == board[0]["detector"] and r["ood_set"] == "near (mean)" and r["metric"] == "fpr95"
+    )
     assert f"{row['mean']:.3f}<small>[{row['ci_low']:.3f}, {row['ci_high']:.3f}]</small>" in table
 
 
@@ -293,8 +381,14 @@ def test_explanations_show_index_score_exemplars_and_driver(written, built):
 def test_several_results_make_one_file_with_a_section_each(built, tmp_path):
     result, explanations = built
     # lighter copies keep the test fast: one detector's scores, and none at all
-    other = dataclasses.replace(result, benchmark="digits-copy", selection=None, id_correct=None, conformal=[],
-                                scores={"msp": result.scores["msp"]})
+    other = dataclasses.replace(
+        result,
+        benchmark="digits-copy",
+        selection=None,
+        id_correct=None,
+        conformal=[],
+        scores={"msp": result.scores["msp"]},
+    )
     same = dataclasses.replace(result, scores={})  # same benchmark and representation: still its own section
     path = report.write([result, other, same], tmp_path / "all.html", explanations=explanations)
     text = path.read_text()
@@ -310,8 +404,7 @@ def test_several_results_make_one_file_with_a_section_each(built, tmp_path):
 
 def test_a_sparse_result_still_renders_with_notes(built, tmp_path):
     result, _ = built
-    bare = dataclasses.replace(result, id_correct=None, selection=None, conformal=[], errors={}, timings={},
-                               config={})
+    bare = dataclasses.replace(result, id_correct=None, selection=None, conformal=[], errors={}, timings={}, config={})
     path = report.write(bare, tmp_path / "bare.html", png_dir=tmp_path / "figs")
     text = path.read_text()
     assert "No OSCR curves: this result has no <code>id_correct</code>" in text
@@ -319,8 +412,10 @@ def test_a_sparse_result_still_renders_with_notes(built, tmp_path):
     assert "No conformal check in this result" in text
     assert "None: every requested detector ran." in text
     assert '<tr class="chosen">' not in text
-    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["digits-mlp-64_histograms.png",
-                                                                     "digits-mlp-64_roc.png"]
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == [
+        "digits-mlp-64_histograms.png",
+        "digits-mlp-64_roc.png",
+    ]
     no_scores = dataclasses.replace(bare, scores={})
     text = report.render(no_scores)
     assert "No ROC curves: this result carries no per-input scores" in text
@@ -332,9 +427,15 @@ def test_text_is_escaped(built, tmp_path):
     evil = "<script>alert(1)</script>"
     ds = result.scores["msp"]
     hostile = dataclasses.replace(
-        result, benchmark=f"bench {evil}", errors={f"det{evil}": 'failed: <img src="http://x/y.png">'},
-        config={"note": evil}, scores={"msp": ds, f"d{evil}": DetectorScores(f"d{evil}", ds.id_test, ds.ood)},
-        selection={**result.selection, "reason": evil}, id_correct=None, conformal=[])
+        result,
+        benchmark=f"bench {evil}",
+        errors={f"det{evil}": 'failed: <img src="http://x/y.png">'},
+        config={"note": evil},
+        scores={"msp": ds, f"d{evil}": DetectorScores(f"d{evil}", ds.id_test, ds.ood)},
+        selection={**result.selection, "reason": evil},
+        id_correct=None,
+        conformal=[],
+    )
     text = report.write(hostile, tmp_path / "e.html").read_text()
     assert "<script" not in text
     assert external_refs(text) == []
@@ -387,8 +488,9 @@ def test_oscr_lines_integrate_to_the_metric(built):
     for ax, name in zip(fig.axes, sets):
         ln = next(ln for ln in ax.get_lines() if ln.get_label().startswith("mahalanobis"))
         fpr, ccr = ln.get_data()
-        expected = metrics.oscr(result.scores["mahalanobis"].id_test, result.id_correct,
-                                result.scores["mahalanobis"].ood[name])
+        expected = metrics.oscr(
+            result.scores["mahalanobis"].id_test, result.id_correct, result.scores["mahalanobis"].ood[name]
+        )
         assert np.sum(np.diff(fpr) * (ccr[1:] + ccr[:-1])) / 2 == pytest.approx(expected)
         ceiling = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"][-1]
         assert ceiling.get_ydata()[0] == pytest.approx(np.mean(result.id_correct))
@@ -425,9 +527,18 @@ def chromium() -> str:
 
 
 def run_chromium(args: list[str], tmp_path) -> subprocess.CompletedProcess:
-    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-           "--disable-background-networking", "--no-first-run", "--hide-scrollbars",
-           f"--user-data-dir={tmp_path / 'chromium-profile'}", *args]
+    cmd = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--no-first-run",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -454,8 +565,10 @@ def test_chromium_screenshot_is_not_blank(written, tmp_path):
 
 def test_non_finite_or_empty_scores_do_not_break_the_figures():
     rng = np.random.default_rng(0)
-    scores = {"ok": DetectorScores("ok", rng.normal(1, 1, 50), {"far": rng.normal(-1, 1, 40), "empty": np.array([])}),
-              "bad": DetectorScores("bad", np.r_[rng.normal(size=5), np.inf], {"far": np.r_[np.nan, 1.0]})}
+    scores = {
+        "ok": DetectorScores("ok", rng.normal(1, 1, 50), {"far": rng.normal(-1, 1, 40), "empty": np.array([])}),
+        "bad": DetectorScores("bad", np.r_[rng.normal(size=5), np.inf], {"far": np.r_[np.nan, 1.0]}),
+    }
     kinds = {"far": "far", "empty": "near"}
     fig = plots.roc_curves(scores, ["far", "empty"], kinds, ["ok", "bad"])
     labels = [ln.get_label() for ln in fig.axes[0].get_lines() if not ln.get_label().startswith("_")]

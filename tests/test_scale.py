@@ -79,7 +79,9 @@ def _assert_same_state(a, b):
 def test_local_fit_equals_fit_on_the_blocks(shards, cls, params, need, parquet):
     inputs = shards / ("pq" if parquet else "npy")
     kwargs = _fit_kwargs(need, parquet)
-    det, report = scale.fit_files(cls(**params), inputs, block_rows=BLOCK, feature_column="embedding" if parquet else None, **kwargs)
+    det, report = scale.fit_files(
+        cls(**params), inputs, block_rows=BLOCK, feature_column="embedding" if parquet else None, **kwargs
+    )
     assert report.rows == X32.shape[0] and report.engine == "local"
     y = DATA.y if need in ("labels", "label_column") else None
     ref = cls(**params).fit(_blocks(BLOCK, parquet), y, head=kwargs.get("head"))
@@ -88,7 +90,9 @@ def test_local_fit_equals_fit_on_the_blocks(shards, cls, params, need, parquet):
     whole = cls(**params).fit(X32, y, head=kwargs.get("head"))
     for key, value in whole._get_state().items():
         if key in ("means_", "scatter_", "location_", "alpha_", "mean_", "eigenvalues_"):
-            np.testing.assert_allclose(det._get_state()[key], value, rtol=1e-5, atol=1e-6 * np.abs(value).max(), err_msg=key)
+            np.testing.assert_allclose(
+                det._get_state()[key], value, rtol=1e-5, atol=1e-6 * np.abs(value).max(), err_msg=key
+            )
 
 
 def test_local_scores_equal_scoring_the_blocks_and_resume(shards, tmp_path):
@@ -133,17 +137,20 @@ def test_ray_scores_equal_local(ray_local, shards, tmp_path):
     det = unseen.ViM(dim=16).fit(X32, head=DATA.head)
     path = det.save(tmp_path / "vim.unseen")
     local = scale.score_files(path, shards / "pq", tmp_path / "local", block_rows=600, feature_column="embedding")
-    remote = scale.score_files(path, shards / "pq", tmp_path / "ray", engine="ray", num_actors=2, block_rows=600,
-                               feature_column="embedding")
+    remote = scale.score_files(
+        path, shards / "pq", tmp_path / "ray", engine="ray", num_actors=2, block_rows=600, feature_column="embedding"
+    )
     assert remote.rows == local.rows == X32.shape[0] and remote.unfamiliar == local.unfamiliar
     a, b = scale.read_scores(tmp_path / "local"), scale.read_scores(tmp_path / "ray")
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
-@pytest.mark.parametrize(("cls", "params", "need", "parquet"),
-                         [(unseen.Mahalanobis, {}, "label_column", True), (unseen.ViM, {"dim": 16}, "head", False)],
-                         ids=["mahalanobis-parquet", "vim-npy"])
+@pytest.mark.parametrize(
+    ("cls", "params", "need", "parquet"),
+    [(unseen.Mahalanobis, {}, "label_column", True), (unseen.ViM, {"dim": 16}, "head", False)],
+    ids=["mahalanobis-parquet", "vim-npy"],
+)
 def test_ray_fit_equals_local(ray_local, shards, cls, params, need, parquet):
     inputs = shards / ("pq" if parquet else "npy")
     kwargs = dict(_fit_kwargs(need, parquet), block_rows=BLOCK, feature_column="embedding" if parquet else None)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import unseen
-from unseen.bench import Selection, select
-from unseen.exceptions import InputError
 from tests._digits import load_digits_open_set, train_model
 from tests.test_bench import FAR, NEAR, digits_data
+from unseen.bench import Selection, select
+from unseen.exceptions import InputError
 
 select_module = importlib.import_module("unseen.bench.selection")
 
@@ -81,8 +81,13 @@ def test_real_validation_outliers_replace_synthetic_ones():
     data = load_digits_open_set(0)
     features, _ = train_model(*data["train"], seed=0)
     scrambled = np.stack([row[rng.permutation(row.size)] for row in data["val"][0]])
-    sel = select(*split, head=d.head, candidates=["energy", "knn"], ood_val={"scrambled val": features(scrambled)},
-                 ensemble=False)
+    sel = select(
+        *split,
+        head=d.head,
+        candidates=["energy", "knn"],
+        ood_val={"scrambled val": features(scrambled)},
+        ensemble=False,
+    )
     assert "real validation outliers" in sel.method and "scrambled val" in sel.method
     assert all(set(sets) == {"scrambled val"} for sets in sel.per_set.values())
     assert sel.name == "knn"  # on scrambled digits KNN (test AUROC 1.00) beats Energy (0.91)
@@ -200,17 +205,24 @@ def test_criterion_is_the_mean_of_the_near_proxies():
         held = [v for k, v in sets.items() if k.startswith("held-out classes")]
         want = np.mean([np.mean(held), sets["class interpolation"]])
         assert sel.validation[label.split("(")[0]] >= want - 1e-12  # the detector's best setting
-    assert sel.validation["msp"] == pytest.approx(np.mean([np.mean([v for k, v in sel.per_set["msp"].items()
-                                                                    if k.startswith("held-out classes")]),
-                                                           sel.per_set["msp"]["class interpolation"]]), abs=1e-12)
+    assert sel.validation["msp"] == pytest.approx(
+        np.mean(
+            [
+                np.mean([v for k, v in sel.per_set["msp"].items() if k.startswith("held-out classes")]),
+                sel.per_set["msp"]["class interpolation"],
+            ]
+        ),
+        abs=1e-12,
+    )
     assert "reported, not scored" in sel.method  # feature permutation never decides
 
 
 def test_logits_as_features_drop_the_held_out_classes_columns():
     d = digits_data(0)
     L_tr, L_va = d.logits(d.X_train), d.logits(d.X_val)
-    tasks, how = select_module._held_out_tasks(np.random.default_rng(0), L_tr, d.y_train, L_va, d.y_val, None,
-                                               columns_are_classes=True)
+    tasks, how = select_module._held_out_tasks(
+        np.random.default_rng(0), L_tr, d.y_train, L_va, d.y_val, None, columns_are_classes=True
+    )
     assert "logit columns removed" in how
     for t in tasks:
         (name,) = t.ood

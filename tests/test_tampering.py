@@ -89,7 +89,9 @@ def test_changed_threshold_digit_is_caught_by_the_manifest_digest(saved):
     manifest, blob = read_parts(path)
     text = json.dumps(manifest)
     digit = repr(det.offset_)[-3]
-    edited = text.replace(repr(det.offset_), repr(det.offset_)[:-3] + str((int(digit) + 1) % 10) + repr(det.offset_)[-2:])
+    edited = text.replace(
+        repr(det.offset_), repr(det.offset_)[:-3] + str((int(digit) + 1) % 10) + repr(det.offset_)[-2:]
+    )
     assert edited != text
     write_parts(path, manifest, blob, forge=False, text=edited)
     refused(path, "manifest's checksum does not match")
@@ -470,7 +472,9 @@ def test_undeclared_plugin_state_loads_under_the_generic_rules(tmp_path, monkeyp
 
     from .test_conformance import DistanceToMean
 
-    monkeypatch.setitem(registry._EXTRA, DistanceToMean.name, (f"tests.test_conformance:{DistanceToMean.__name__}", None))
+    monkeypatch.setitem(
+        registry._EXTRA, DistanceToMean.name, (f"tests.test_conformance:{DistanceToMean.__name__}", None)
+    )
     X = np.random.default_rng(0).normal(size=(50, 3))
     det = DistanceToMean().fit(X)
     path = det.save(tmp_path / "plugin.unseen")

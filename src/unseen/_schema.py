@@ -44,7 +44,14 @@ _SPEC = re.compile(
 )
 _DIM = re.compile(r"^(?:(?P<mul>\d+)\*)?(?P<base>[A-Z][A-Za-z0-9]*|\d+|\*)(?:\+(?P<add>\d+))?$")
 _ARRAY_TYPES = {
-    "float": "f", "float32": "f", "float64": "f", "int": "iu", "uint8": "u", "bool": "b", "str": "U", "label": "iU",
+    "float": "f",
+    "float32": "f",
+    "float64": "f",
+    "int": "iu",
+    "uint8": "u",
+    "bool": "b",
+    "str": "U",
+    "label": "iU",
 }
 _EXACT = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64), "uint8": np.dtype(np.uint8)}
 _SCALAR_TYPES = {"float", "int", "bool", "str", "label", "null", "json"}
@@ -210,11 +217,15 @@ def check_state(
                 if spec.kind == "array" and value is None and spec.nullable:
                     continue
                 if spec.kind != "scalar":
-                    raise SchemaError(f"state {name} is declared as {spec.kind} {declared[key]!r} but saved as a scalar")
+                    raise SchemaError(
+                        f"state {name} is declared as {spec.kind} {declared[key]!r} but saved as a scalar"
+                    )
                 _check_scalar(name, spec, value, symbols, origin)
             elif kind == "array":
                 if spec.kind != "array":
-                    raise SchemaError(f"state {name} is declared as {spec.kind} {declared[key]!r} but saved as an array")
+                    raise SchemaError(
+                        f"state {name} is declared as {spec.kind} {declared[key]!r} but saved as an array"
+                    )
                 dt = array_dtype(value.get("dtype"))
                 if dt.kind not in _ARRAY_TYPES[spec.type] or (spec.type in _EXACT and dt != _EXACT[spec.type]):
                     raise SchemaError(f"state {name} has dtype {dt.str}, declared {declared[key]!r}")
@@ -222,8 +233,14 @@ def check_state(
                 if len(shape) != len(spec.dims):
                     raise SchemaError(f"state {name} has shape {tuple(shape)}, declared {declared[key]!r}")
                 for token, size in zip(spec.dims, shape):
-                    _dim_value(token, symbols, origin, size, name,
-                               f"state {name} of shape {tuple(shape)} (declared {declared[key]!r})")
+                    _dim_value(
+                        token,
+                        symbols,
+                        origin,
+                        size,
+                        name,
+                        f"state {name} of shape {tuple(shape)} (declared {declared[key]!r})",
+                    )
             elif spec.kind != "nested":
                 raise SchemaError(f"state {name} is declared as {spec.kind} {declared[key]!r} but saved as an object")
             elif spec.type == "detectors" and not isinstance(value, list):

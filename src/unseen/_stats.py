@@ -45,8 +45,9 @@ class ClassMoments:
         self.merge(*self.block(X, y, self.counts.shape[0], device=device))
 
     @staticmethod
-    def block(X: np.ndarray, y: np.ndarray | None, n_classes: int, *, device: Any = None
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def block(
+        X: np.ndarray, y: np.ndarray | None, n_classes: int, *, device: Any = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One block's per-class counts, means and within-class scatter (float64), what :meth:`merge` takes.
 
         The map step of a distributed fit: blocks computed anywhere merge into the same statistics.
@@ -60,7 +61,9 @@ class ClassMoments:
             sums_b = X.sum(0, dtype=np.float64)[None, :]
         else:
             # A sparse one-hot product: ~50x faster than np.add.at, summed in the block's own precision.
-            onehot = sparse.csr_matrix((np.ones(y.shape[0], dtype=X.dtype), (y, np.arange(y.shape[0]))), shape=(n_classes, y.shape[0]))
+            onehot = sparse.csr_matrix(
+                (np.ones(y.shape[0], dtype=X.dtype), (y, np.arange(y.shape[0]))), shape=(n_classes, y.shape[0])
+            )
             sums_b = np.asarray(onehot @ X, dtype=np.float64)
         present = counts_b > 0
         means_b = np.zeros_like(sums_b)

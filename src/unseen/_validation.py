@@ -96,9 +96,7 @@ def _where(index: np.ndarray, row_offset: int) -> str:
 def check_labels(y: Any, n_samples: int, *, owner: str) -> np.ndarray:
     """Return integer class labels of length ``n_samples`` or raise."""
     if y is None:
-        raise InputError(
-            f"{owner} needs class labels: call fit(X, y) with y the integer class of each training row."
-        )
+        raise InputError(f"{owner} needs class labels: call fit(X, y) with y the integer class of each training row.")
     arr = np.asarray(y)
     if arr.ndim == 2 and 1 in arr.shape:
         arr = arr.ravel()
@@ -240,7 +238,9 @@ def _npy_reader(path: Path, owner: str) -> tuple[tuple[int, int], np.dtype, Call
     with open(path, "rb") as fh:
         try:
             version = np.lib.format.read_magic(fh)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
             shape, fortran, dtype = read_header(fh)
         except ValueError as exc:
             raise InputError(f"{owner} could not read {path} as a .npy file: {exc}") from None
@@ -315,7 +315,9 @@ class ChunkSource:
             if arr.ndim != 2:
                 as_float_array(arr, owner=owner)  # raises the standard shape error
             self.n_samples = arr.shape[0]
-            self._factory = lambda: (arr[i : i + self.chunk_rows] for i in range(0, max(arr.shape[0], 1), self.chunk_rows))
+            self._factory = lambda: (
+                arr[i : i + self.chunk_rows] for i in range(0, max(arr.shape[0], 1), self.chunk_rows)
+            )
         elif isinstance(data, (list, tuple)) and data and np.ndim(data[0]) <= 1:
             # A list of rows (a list of lists, as every in-memory detector takes), not a list of blocks.
             arr = as_float_array(data, owner=owner)
@@ -367,7 +369,11 @@ class ChunkSource:
             if arr.ndim == 2 and arr.shape[0] == 0:
                 continue
             arr = as_float_array(
-                arr, owner=self.owner, what=f"X (block starting at row {start})", n_features=self._expected_features, row_offset=start
+                arr,
+                owner=self.owner,
+                what=f"X (block starting at row {start})",
+                n_features=self._expected_features,
+                row_offset=start,
             )
             yield start, arr
             start += arr.shape[0]

@@ -80,7 +80,9 @@ def resolve(device: Any, owner: str = "unseen") -> Any:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise InputError(f"{owner}: device={device!r} is not a torch device ({exc}); use e.g. 'cuda', 'cuda:0' or 'cpu'.") from None
+        raise InputError(
+            f"{owner}: device={device!r} is not a torch device ({exc}); use e.g. 'cuda', 'cuda:0' or 'cpu'."
+        ) from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise InputError(
@@ -172,7 +174,9 @@ def knn_candidates(Q: Any, B: Any, n: int, *, half_sq: Any = None, tile_rows: in
     return best_i
 
 
-def exact_sq_distances(Q32: Any, B32: Any, ids: Any, *, inner_product: bool = False, chunk_floats: int = 1 << 25) -> Any:
+def exact_sq_distances(
+    Q32: Any, B32: Any, ids: Any, *, inner_product: bool = False, chunk_floats: int = 1 << 25
+) -> Any:
     """Float32 squared distances (or inner products) of each query to its candidate rows, pair by pair."""
     torch = torch_module()
     m, c = ids.shape
@@ -210,8 +214,9 @@ class KnnBank:
         self.Bc = self.B32 if self.dtype == torch.float32 else self.B32.to(self.dtype)
         self.half = (0.5 * (self.B32 * self.B32).sum(1)).to(self.dtype)
 
-    def search(self, Q: Any, n: int, *, margin: int | None = None, query_rows: int = 8192
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, Q: Any, n: int, *, margin: int | None = None, query_rows: int = 8192
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Squared L2 distances (ascending, float64) and ids of the ``n`` nearest rows, on the host."""
         from .search import MARGIN
 
@@ -233,8 +238,9 @@ class KnnBank:
         return np.take_along_axis(d, order, 1), np.take_along_axis(ids, order, 1)
 
 
-def knn_search(Q: Any, bank: Any, n: int, *, device: Any = "cuda", precision: str = "fp32",
-               margin: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def knn_search(
+    Q: Any, bank: Any, n: int, *, device: Any = "cuda", precision: str = "fp32", margin: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact ``n`` nearest bank rows (squared L2, ascending, float64; ids) of each query on a torch device.
 
     The candidate product runs in ``precision`` (``"fp32"``, ``"bf16"``, ``"fp16"``) tile by tile with a

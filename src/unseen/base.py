@@ -86,7 +86,12 @@ class DataShape:
 
     @classmethod
     def of(
-        cls, X: np.ndarray, y: np.ndarray | None, head: Any, *, features_are_logits: bool = False,
+        cls,
+        X: np.ndarray,
+        y: np.ndarray | None,
+        head: Any,
+        *,
+        features_are_logits: bool = False,
         has_val_labels: bool = True,
     ) -> DataShape:
         """The shape of training rows ``X`` with labels ``y`` (or None) and ``head`` (or None).
@@ -321,7 +326,9 @@ class Detector:
         defaults = {
             p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values() if p.name != "self"
         }
-        shown = [f"{k}={v!r}" for k, v in self.get_params().items() if not _same(v, defaults.get(k, inspect.Parameter.empty))]
+        shown = [
+            f"{k}={v!r}" for k, v in self.get_params().items() if not _same(v, defaults.get(k, inspect.Parameter.empty))
+        ]
         return f"{type(self).__name__}({', '.join(shown)})"
 
     def _check_params(self) -> None:
@@ -390,7 +397,11 @@ class Detector:
         fit_scores = np.asarray(cached, dtype=np.float64)
         if not np.isfinite(fit_scores).all():
             _refuse_non_finite(owner, fit_scores, sample, 0, fitting=True)
-        if fit_scores.shape[0] >= 10 and fit_scores.min() == fit_scores.max() and np.any(sample.min(0) != sample.max(0)):
+        if (
+            fit_scores.shape[0] >= 10
+            and fit_scores.min() == fit_scores.max()
+            and np.any(sample.min(0) != sample.max(0))
+        ):
             warnings.warn(
                 f"{owner}: all {fit_scores.shape[0]} fit rows get the same score ({fit_scores[0]:.6g}) although they "
                 "differ, so the threshold cannot rank them and predict() accepts only inputs that score at least "

@@ -36,8 +36,9 @@ def run(seed: int = 0, verbose: bool = True) -> list[dict]:
     defaults scaled to the 64-d features, no tuning); one row of metrics per detector and OOD set."""
     from . import bench
 
-    result = bench.run("digits", seeds=[seed], n_bootstrap=0, select=False, tune=False,
-                       progress=verbose and sys.stdout.isatty())
+    result = bench.run(
+        "digits", seeds=[seed], n_bootstrap=0, select=False, tune=False, progress=verbose and sys.stdout.isatty()
+    )
     if verbose:
         accuracy = result.config["id_accuracy"][str(seed)]
         n_test = len(next(iter(result.scores.values())).id_test)
@@ -47,8 +48,9 @@ def run(seed: int = 0, verbose: bool = True) -> list[dict]:
         label = f"{name} (experimental)" if name in result.config["experimental"] else name
         for ood_name, s_ood in scores.ood.items():
             m = metrics.evaluate(scores.id_test, s_ood, id_correct=result.id_correct)
-            rows.append({"detector": label, "ood": ood_name.split(": ", 1)[-1], **m,
-                         "seconds": result.timings.get(name, 0.0)})
+            rows.append(
+                {"detector": label, "ood": ood_name.split(": ", 1)[-1], **m, "seconds": result.timings.get(name, 0.0)}
+            )
     return rows
 
 
@@ -133,14 +135,20 @@ def run_suite(
         print(result.to_markdown())
         sel = result.selection or {}
         if sel.get("chosen"):
-            print(f"automatic choice: {sel['chosen']} (test AUROC {sel['chosen_auroc']:.4f}); best in hindsight: "
-                  f"{sel['hindsight_best']} ({sel['best_auroc']:.4f}). {sel['reason']}")
-    path = report.write(results, out / "report.html", explanations=explanations, title="unseen demo: built-in benchmark suite")
+            print(
+                f"automatic choice: {sel['chosen']} (test AUROC {sel['chosen_auroc']:.4f}); best in hindsight: "
+                f"{sel['hindsight_best']} ({sel['best_auroc']:.4f}). {sel['reason']}"
+            )
+    path = report.write(
+        results, out / "report.html", explanations=explanations, title="unseen demo: built-in benchmark suite"
+    )
     print(f"\nreport: {path}")
     return results
 
 
-def main(seed: int = 0, *, quick: bool = True, out_dir: str | Path = "unseen-demo", seeds: Sequence[int] | None = None) -> int:
+def main(
+    seed: int = 0, *, quick: bool = True, out_dir: str | Path = "unseen-demo", seeds: Sequence[int] | None = None
+) -> int:
     """Run the demo: the quick digits leaderboard, or (``quick=False``) the benchmark suite with a report."""
     if not quick:
         t0 = time.perf_counter()

@@ -143,7 +143,8 @@ class Explanation:
             lines.append(f"  why: {self.reason}")
         if self.exemplars:
             shown = " | ".join(
-                f"#{e.index} d={e.distance:.4g}" + ("" if e.label is None else f" class {e.label}") for e in self.exemplars
+                f"#{e.index} d={e.distance:.4g}" + ("" if e.label is None else f" class {e.label}")
+                for e in self.exemplars
             )
             lines.append(f"  nearest training rows ({self.exemplar_metric}): {shown}")
         else:
@@ -184,11 +185,13 @@ def _exemplars(
     lab = nb.labels if nb.labels is not None else (None if labels is None else labels[nb.ids])
     out = []
     for r in range(nb.ids.shape[0]):
-        out.append([
-            Exemplar(int(i), float(d), None if lab is None else int(lab[r, j]))
-            for j, (i, d) in enumerate(zip(nb.ids[r], nb.distances[r]))
-            if np.isfinite(d)
-        ])
+        out.append(
+            [
+                Exemplar(int(i), float(d), None if lab is None else int(lab[r, j]))
+                for j, (i, d) in enumerate(zip(nb.ids[r], nb.distances[r]))
+                if np.isfinite(d)
+            ]
+        )
     return out, nb.metric
 
 

@@ -14,8 +14,15 @@ import numpy as np
 
 from .exceptions import InputError, MissingDependencyError
 
-__all__ = ["read_array", "read_features", "read_head", "read_labels", "read_table_features", "table_features",
-           "write_scores"]
+__all__ = [
+    "read_array",
+    "read_features",
+    "read_head",
+    "read_labels",
+    "read_table_features",
+    "table_features",
+    "write_scores",
+]
 
 FEATURE_SUFFIXES = (".npy", ".npz", ".parquet")
 
@@ -57,8 +64,10 @@ def _check_npy(path: Path) -> None:
         start = fh.read(6)
         if start != b"\x93NUMPY":
             what = "a zip (.npz?) archive" if start[:2] == b"PK" else f"bytes {start!r}"
-            raise InputError(f"{path} is not a .npy file: it starts with {what}, not the NumPy header. Save arrays "
-                             "with np.save(path, X).")
+            raise InputError(
+                f"{path} is not a .npy file: it starts with {what}, not the NumPy header. Save arrays "
+                "with np.save(path, X)."
+            )
         fh.seek(0)
         try:
             version = np.lib.format.read_magic(fh)
@@ -72,8 +81,10 @@ def _check_npy(path: Path) -> None:
     expected = data_start + int(np.prod(shape)) * dtype.itemsize
     size = path.stat().st_size
     if size < expected:
-        raise InputError(f"{path} is truncated: its header declares an array of shape {tuple(shape)} ({dtype}), "
-                         f"{expected} bytes with the header, but the file has {size}.")
+        raise InputError(
+            f"{path} is truncated: its header declares an array of shape {tuple(shape)} ({dtype}), "
+            f"{expected} bytes with the header, but the file has {size}."
+        )
 
 
 def read_array(path: str | Path, key: str | None = None, *, mmap: bool = False) -> np.ndarray:
@@ -162,8 +173,11 @@ def table_features(
         if column not in table.column_names:
             raise _no_column(path, table, column)
         table = table.select([column])
-    list_cols = [f.name for f in table.schema if pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type)
-                 or pa.types.is_large_list(f.type)]
+    list_cols = [
+        f.name
+        for f in table.schema
+        if pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type) or pa.types.is_large_list(f.type)
+    ]
     if list_cols:
         if len(table.column_names) != 1:
             raise InputError(
@@ -173,7 +187,11 @@ def table_features(
         col = table.column(0).combine_chunks()
         n = len(col)
         values = np.asarray(pa.compute.list_flatten(col).to_numpy(zero_copy_only=False))
-        if n == 0 or values.shape[0] % n or (pa.compute.list_value_length(col).to_numpy() != values.shape[0] // n).any():
+        if (
+            n == 0
+            or values.shape[0] % n
+            or (pa.compute.list_value_length(col).to_numpy() != values.shape[0] // n).any()
+        ):
             raise InputError(f"{path}: the embedding lists of column {table.column_names[0]!r} differ in length.")
         X = values.reshape(n, values.shape[0] // n)
         return (X if X.dtype == np.float32 else X.astype(np.float64)), labels
@@ -212,7 +230,9 @@ def read_features(path: str | Path, key: str | None = None, label_column: str | 
     if path.suffix not in FEATURE_SUFFIXES:
         raise InputError(f"Unsupported feature file {path.name}: expected one of {', '.join(FEATURE_SUFFIXES)}.")
     if label_column is not None:
-        raise InputError(f"A label column applies to Parquet files; {path.name} holds arrays: read the labels from an array file.")
+        raise InputError(
+            f"A label column applies to Parquet files; {path.name} holds arrays: read the labels from an array file."
+        )
     return read_array(path, key, mmap=mmap), None
 
 
@@ -246,7 +266,9 @@ def read_head(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     try:
         with np.load(path, allow_pickle=False) as npz:
             if "W" not in npz:
-                raise InputError(f"{path} has no array 'W'; it holds {list(npz.keys())}. Save it with np.savez(path, W=W, b=b).")
+                raise InputError(
+                    f"{path} has no array 'W'; it holds {list(npz.keys())}. Save it with np.savez(path, W=W, b=b)."
+                )
             return npz["W"], (npz["b"] if "b" in npz else None)
     except _READ_ERRORS as exc:
         raise _read_error(path, exc) from None

@@ -564,7 +564,9 @@ def macro_f1_open(y_true: Any, y_pred: Any, unknown_label: Any = -1) -> float:
     fn = "macro_f1_open"
     t, p = _labels(y_true, "y_true", fn), _labels(y_pred, "y_pred", fn)
     if t.shape[0] != p.shape[0]:
-        raise InputError(f"{fn}: got {t.shape[0]} true labels and {p.shape[0]} predictions; pass one of each per sample.")
+        raise InputError(
+            f"{fn}: got {t.shape[0]} true labels and {p.shape[0]} predictions; pass one of each per sample."
+        )
     u = np.asarray(unknown_label)
     if u.ndim != 0 or u.dtype.kind not in "iuU" or isinstance(unknown_label, (bool, np.bool_)):
         raise InputError(f"{fn}: unknown_label must be one integer or one string, got {unknown_label!r}.")

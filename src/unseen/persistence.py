@@ -142,7 +142,12 @@ def _encode(det: Any, prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, A
                 raise PersistenceError(f"{type(det).__name__}.{key} holds Python objects and cannot be saved.")
             name = f"{prefix}{key}"
             arrays[name] = value
-            array_refs[key] = {"key": name, "sha256": _digest(value), "dtype": value.dtype.str, "shape": list(value.shape)}
+            array_refs[key] = {
+                "key": name,
+                "sha256": _digest(value),
+                "dtype": value.dtype.str,
+                "shape": list(value.shape),
+            }
         elif _is_savable(value):  # one wrapped detector (the open-set classifier's detector_)
             nested[key] = _encode(value, f"{prefix}{key}.", arrays)
         elif isinstance(value, (list, tuple)) and value and all(_is_savable(v) for v in value):
@@ -213,8 +218,10 @@ def save(detector: Any, path: str | Path, *, key: bytes | str | None = None) -> 
     arrays: dict[str, np.ndarray] = {}
     manifest: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "library_version": __version__}
     if not _is_savable(detector):
-        raise PersistenceError(f"Cannot save a {type(detector).__name__}: only unseen detectors, open-set classifiers "
-                               "and conformal flaggers can be saved.")
+        raise PersistenceError(
+            f"Cannot save a {type(detector).__name__}: only unseen detectors, open-set classifiers "
+            "and conformal flaggers can be saved."
+        )
     manifest.update(_encode(detector, "", arrays))
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -252,8 +259,10 @@ def _stored(info: zipfile.ZipInfo, path: Path, limit: int) -> None:
             "only (a compressed member could expand without bound)."
         )
     if info.file_size > limit:
-        raise PersistenceError(f"{path} is refused: member {info.filename!r} declares {info.file_size} bytes, "
-                               f"more than the {limit} allowed.")
+        raise PersistenceError(
+            f"{path} is refused: member {info.filename!r} declares {info.file_size} bytes, "
+            f"more than the {limit} allowed."
+        )
 
 
 def _read(path: Path) -> tuple[bytes, bytes]:
@@ -277,8 +286,10 @@ def _read(path: Path) -> tuple[bytes, bytes]:
                     f"{path} is not a saved unseen detector (foreign): it is a zip without {_MANIFEST}/{_ARRAYS}."
                 )
             if sorted(names) != sorted([_MANIFEST, _ARRAYS]):
-                raise PersistenceError(f"{path} was tampered with: it holds members {sorted(names)}, expected exactly "
-                                       f"{_MANIFEST} and {_ARRAYS}.")
+                raise PersistenceError(
+                    f"{path} was tampered with: it holds members {sorted(names)}, expected exactly "
+                    f"{_MANIFEST} and {_ARRAYS}."
+                )
             size = path.stat().st_size
             _stored(zf.getinfo(_MANIFEST), path, MAX_MANIFEST_BYTES)
             _stored(zf.getinfo(_ARRAYS), path, size)
@@ -313,7 +324,9 @@ def _parse(raw: bytes, path: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise PersistenceError(f"{path} is corrupted or tampered with: its manifest is not valid JSON ({exc}).") from None
+        raise PersistenceError(
+            f"{path} is corrupted or tampered with: its manifest is not valid JSON ({exc})."
+        ) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise PersistenceError(f"{path} is not a saved unseen detector (foreign): its manifest has no '{FORMAT}' tag.")
     return manifest
@@ -322,8 +335,10 @@ def _parse(raw: bytes, path: Path) -> dict[str, Any]:
 def _check_version(manifest: dict[str, Any], path: Path) -> int:
     version = manifest.get("format_version")
     if type(version) is not int or version < 1:
-        raise PersistenceError(f"{path} is corrupted or tampered with: format_version is {version!r}, expected an "
-                               f"integer from 1 to {FORMAT_VERSION}.")
+        raise PersistenceError(
+            f"{path} is corrupted or tampered with: format_version is {version!r}, expected an "
+            f"integer from 1 to {FORMAT_VERSION}."
+        )
     if version > FORMAT_VERSION:
         raise PersistenceError(
             f"{path} uses format version {version}, newer than this unseen's {FORMAT_VERSION} "
@@ -342,8 +357,12 @@ def _check_integrity(manifest: dict[str, Any], version: int, path: Path, key: by
                 "before format 2), so where it comes from cannot be verified. Re-save it with save(..., key=key) "
                 "from a trusted copy."
             )
-        if not (isinstance(signature, dict) and set(signature) == {"algorithm", "value"}
-                and signature["algorithm"] == _SIGNATURE_ALGORITHM and isinstance(signature["value"], str)):
+        if not (
+            isinstance(signature, dict)
+            and set(signature) == {"algorithm", "value"}
+            and signature["algorithm"] == _SIGNATURE_ALGORITHM
+            and isinstance(signature["value"], str)
+        ):
             raise PersistenceError(f"{path} was tampered with: its signature field is malformed.")
         try:
             expected = _signature(manifest, key)
@@ -396,7 +415,9 @@ def _check_entry(entry: Any, path: Path, where: str, depth: int, keys: set[str])
         for name in value:
             pattern = _NAME if field == "params" else _STATE_NAME
             if not pattern.match(name):
-                raise _fail(path, where, f"{field} name {name!r} is not allowed (fitted state is public and ends in '_')")
+                raise _fail(
+                    path, where, f"{field} name {name!r} is not allowed (fitted state is public and ends in '_')"
+                )
     names = [*entry["state"], *entry["arrays"], *entry.get("nested", {})]
     if len(names) != len(set(names)):
         raise _fail(path, where, "a state name appears twice")
@@ -413,8 +434,7 @@ def _check_entry(entry: Any, path: Path, where: str, depth: int, keys: set[str])
         except SchemaError as exc:
             raise _fail(path, where, f"array {name}: {exc}") from None
         shape = ref["shape"]
-        if not (isinstance(shape, list) and len(shape) <= 8
-                and all(type(s) is int and 0 <= s < 2**40 for s in shape)):
+        if not (isinstance(shape, list) and len(shape) <= 8 and all(type(s) is int and 0 <= s < 2**40 for s in shape)):
             raise _fail(path, where, f"array {name} has shape {shape!r}, expected a list of non-negative integers")
     for value in entry["params"].values():
         _check_param_value(value, path, where, depth, keys)
@@ -423,7 +443,9 @@ def _check_entry(entry: Any, path: Path, where: str, depth: int, keys: set[str])
         if isinstance(value, list) and not value:
             raise _fail(path, where, f"nested {name} is an empty list")
         for i, member in enumerate(members):
-            _check_entry(member, path, f"{where}.{name}" + (f"[{i}]" if isinstance(value, list) else ""), depth + 1, keys)
+            _check_entry(
+                member, path, f"{where}.{name}" + (f"[{i}]" if isinstance(value, list) else ""), depth + 1, keys
+            )
 
 
 def _check_param_value(value: Any, path: Path, where: str, depth: int, keys: set[str]) -> None:
@@ -471,8 +493,10 @@ class _Arrays:
         for info in infos:
             _stored(info, path, wanted[info.filename] + _MEMBER_OVERHEAD)
             if info.file_size < wanted[info.filename]:
-                raise PersistenceError(f"{path} is truncated or tampered with: array {info.filename!r} holds "
-                                       f"{info.file_size} bytes, fewer than its declared {wanted[info.filename]}.")
+                raise PersistenceError(
+                    f"{path} is truncated or tampered with: array {info.filename!r} holds "
+                    f"{info.file_size} bytes, fewer than its declared {wanted[info.filename]}."
+                )
 
     def read(self, ref: dict[str, Any]) -> np.ndarray:
         path, key = self.path, ref["key"]
@@ -483,7 +507,9 @@ class _Arrays:
                 version = np.lib.format.read_magic(fh)
                 if version not in ((1, 0), (2, 0)):
                     raise ValueError(f".npy version {version}")
-                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                read_header = (
+                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                )
                 got_shape, fortran, got_dtype = read_header(fh)
                 if got_dtype != dtype or tuple(got_shape) != shape:
                     raise PersistenceError(
@@ -496,8 +522,10 @@ class _Arrays:
         except Exception as exc:
             raise PersistenceError(f"{path} is truncated or corrupted: array {key!r} unreadable ({exc}).") from None
         if len(data) != nbytes:
-            raise PersistenceError(f"{path} is truncated or tampered with: array {key!r} holds {len(data)} bytes, "
-                                   f"not the {nbytes} its shape declares.")
+            raise PersistenceError(
+                f"{path} is truncated or tampered with: array {key!r} holds {len(data)} bytes, "
+                f"not the {nbytes} its shape declares."
+            )
         arr = np.frombuffer(bytearray(data), dtype=dtype).reshape(shape, order="F" if fortran else "C")
         if _digest(arr) != ref["sha256"]:
             raise PersistenceError(f"{path} was tampered with: the checksum of array {key!r} does not match.")
@@ -516,17 +544,23 @@ def _class(entry: dict[str, Any], path: Path) -> type:
         else:
             cls = _resolvers[0](target, entry.get("detector"))
     except Exception as exc:
-        raise PersistenceError(f"{path} holds detector {entry.get('detector')!r} ({target}), which cannot be loaded "
-                               f"here: {exc}") from exc
+        raise PersistenceError(
+            f"{path} holds detector {entry.get('detector')!r} ({target}), which cannot be loaded here: {exc}"
+        ) from exc
     if getattr(cls, "name", None) != entry.get("detector"):
-        raise PersistenceError(f"{path} was tampered with: it names detector {entry.get('detector')!r} but class {target}.")
+        raise PersistenceError(
+            f"{path} was tampered with: it names detector {entry.get('detector')!r} but class {target}."
+        )
     return cls
 
 
 def _construct(cls: type, params: dict[str, Any], path: Path) -> Any:
     """``cls(**params)`` with only the constructor's parameters, validated as ``fit`` would validate them."""
-    accepted = [p.name for p in inspect.signature(cls.__init__).parameters.values()
-                if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    accepted = [
+        p.name
+        for p in inspect.signature(cls.__init__).parameters.values()
+        if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+    ]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise PersistenceError(f"{path} was tampered with: {cls.__name__} has no parameter(s) {unknown}.")
@@ -540,7 +574,9 @@ def _construct(cls: type, params: dict[str, Any], path: Path) -> Any:
         if callable(check):
             check()
     except (InputError, TypeError, ValueError) as exc:
-        raise PersistenceError(f"{path} is corrupted or tampered with: its hyperparameters are invalid: {exc}") from None
+        raise PersistenceError(
+            f"{path} is corrupted or tampered with: its hyperparameters are invalid: {exc}"
+        ) from None
     return obj
 
 
@@ -573,8 +609,9 @@ def _decode(entry: dict[str, Any], arrays: _Arrays, path: Path, depth: int = 0) 
     declared = _declared_state(cls)
     if declared is not None:
         try:
-            check_state({k: entry["arrays"][k] for k in entry["arrays"]}, entry.get("nested", {}), declared,
-                        entry["state"])
+            check_state(
+                {k: entry["arrays"][k] for k in entry["arrays"]}, entry.get("nested", {}), declared, entry["state"]
+            )
         except SchemaError as exc:
             raise PersistenceError(f"{path} is corrupted or tampered with: {cls.__name__}: {exc}.") from None
     params = {k: _param(v, arrays, path, depth) for k, v in entry["params"].items()}
@@ -583,8 +620,11 @@ def _decode(entry: dict[str, Any], arrays: _Arrays, path: Path, depth: int = 0) 
     for key, ref in entry["arrays"].items():
         state[key] = arrays.read(ref)
     for key, members in entry.get("nested", {}).items():
-        state[key] = (_decode(members, arrays, path, depth + 1) if isinstance(members, dict)
-                      else [_decode(m, arrays, path, depth + 1) for m in members])
+        state[key] = (
+            _decode(members, arrays, path, depth + 1)
+            if isinstance(members, dict)
+            else [_decode(m, arrays, path, depth + 1) for m in members]
+        )
     obj._set_state(state)
     check = getattr(obj, "_check_loaded", None)
     if callable(check):
@@ -635,10 +675,14 @@ def load(path: str | Path, *, key: bytes | str | None = None) -> Any:
         raise _fail(path, "manifest", "arrays_sha256 is missing or malformed")
     declared = _declared_bytes(manifest)
     if len(blob) > sum(n for _, n in declared) + _MEMBER_OVERHEAD * (len(declared) + 1):
-        raise PersistenceError(f"{path} was tampered with: its arrays file ({len(blob)} bytes) is larger than the "
-                               "arrays its manifest declares.")
+        raise PersistenceError(
+            f"{path} was tampered with: its arrays file ({len(blob)} bytes) is larger than the "
+            "arrays its manifest declares."
+        )
     if not hmac.compare_digest(hashlib.sha256(blob).hexdigest(), manifest["arrays_sha256"]):
-        raise PersistenceError(f"{path} was tampered with or truncated: the arrays' checksum does not match the manifest.")
+        raise PersistenceError(
+            f"{path} was tampered with or truncated: the arrays' checksum does not match the manifest."
+        )
     arrays = _Arrays(blob, declared, path)
     try:
         return _decode(manifest, arrays, path)
@@ -646,4 +690,3 @@ def load(path: str | Path, *, key: bytes | str | None = None) -> Any:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise PersistenceError(f"{path} is corrupted or tampered with: its manifest is malformed ({exc}).") from None
-

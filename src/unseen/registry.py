@@ -48,9 +48,16 @@ def builtin_detectors() -> dict[str, type[Detector]]:
                 continue
             module = importlib.import_module(f"{detectors.__name__}.{module_info.name}")
             for obj in vars(module).values():
-                if isinstance(obj, type) and issubclass(obj, Detector) and obj.__module__ == module.__name__ and obj.name:
+                if (
+                    isinstance(obj, type)
+                    and issubclass(obj, Detector)
+                    and obj.__module__ == module.__name__
+                    and obj.name
+                ):
                     if obj.name in found and found[obj.name] is not obj:
-                        raise RuntimeError(f"two built-in detectors are named {obj.name!r}: {found[obj.name]} and {obj}")
+                        raise RuntimeError(
+                            f"two built-in detectors are named {obj.name!r}: {found[obj.name]} and {obj}"
+                        )
                     found[obj.name] = obj
         _BUILTIN = dict(sorted(found.items()))
     return _BUILTIN

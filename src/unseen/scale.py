@@ -163,8 +163,9 @@ def blocks_of(inputs: Any, *, block_rows: int | None = None) -> list[Block]:
     return out
 
 
-def read_block(block: Block, *, feature_column: str | None = None, label_column: str | None = None
-               ) -> tuple[np.ndarray, np.ndarray | None]:
+def read_block(
+    block: Block, *, feature_column: str | None = None, label_column: str | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """The features (float32 stays float32) and labels (or None) of one block."""
     from .io import _pyarrow, table_features
 
@@ -177,7 +178,9 @@ def read_block(block: Block, *, feature_column: str | None = None, label_column:
     table = pq.ParquetFile(block.path).read_row_groups(list(block.row_groups))
     if feature_column is not None:
         if feature_column not in table.column_names:
-            raise InputError(f"unseen.scale: {block.path} has no column {feature_column!r}; columns: {table.column_names}.")
+            raise InputError(
+                f"unseen.scale: {block.path} has no column {feature_column!r}; columns: {table.column_names}."
+            )
         keep = [feature_column] + ([label_column] if label_column else [])
         table = table.select(keep)
     return table_features(table, block.path, label_column)
@@ -216,18 +219,25 @@ def _score_block(det: Any, block: Block, output: str, feature_column: str | None
     X, _ = read_block(block, feature_column=feature_column)
     scores = det.score_samples(X)
     decision = scores - det.offset_
-    table = pa.table({
-        "source": pa.array([block.path] * block.rows, type=pa.string()),
-        "row": np.arange(block.start, block.stop, dtype=np.int64),
-        "score": scores,
-        "decision": decision,
-        "verdict": np.where(decision >= 0, "known", "unfamiliar"),
-    })
+    table = pa.table(
+        {
+            "source": pa.array([block.path] * block.rows, type=pa.string()),
+            "row": np.arange(block.start, block.stop, dtype=np.int64),
+            "score": scores,
+            "decision": decision,
+            "verdict": np.where(decision >= 0, "known", "unfamiliar"),
+        }
+    )
     final = Path(output) / _shard_name(block)
     tmp = final.with_name(final.name + ".tmp")
     pa.parquet.write_table(table, tmp)
     os.replace(tmp, final)  # a shard exists only when complete, so a re-run can skip it
-    return {"index": block.index, "rows": block.rows, "unfamiliar": int((decision < 0).sum()), "peak_rss_mb": _peak_rss_mb()}
+    return {
+        "index": block.index,
+        "rows": block.rows,
+        "unfamiliar": int((decision < 0).sum()),
+        "peak_rss_mb": _peak_rss_mb(),
+    }
 
 
 def _peak_rss_mb() -> float:
@@ -250,7 +260,10 @@ class _RayScorer:
         self.output, self.feature_column = output, feature_column
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rows = [_score_block(self.det, _block_from(batch, i), self.output, self.feature_column) for i in range(len(batch["index"]))]
+        rows = [
+            _score_block(self.det, _block_from(batch, i), self.output, self.feature_column)
+            for i in range(len(batch["index"]))
+        ]
         return {k: np.array([r[k] for r in rows]) for k in ("index", "rows", "unfamiliar", "peak_rss_mb")}
 
 
@@ -264,14 +277,27 @@ def _load_bytes(blob: bytes) -> Any:
 
 
 def _block_rows(blocks: Sequence[Block]) -> list[dict[str, Any]]:
-    return [{"index": b.index, "path": b.path, "start": b.start, "stop": b.stop,
-             "row_groups": ",".join(map(str, b.row_groups))} for b in blocks]
+    return [
+        {
+            "index": b.index,
+            "path": b.path,
+            "start": b.start,
+            "stop": b.stop,
+            "row_groups": ",".join(map(str, b.row_groups)),
+        }
+        for b in blocks
+    ]
 
 
 def _block_from(batch: dict[str, np.ndarray], i: int) -> Block:
     groups = str(batch["row_groups"][i])
-    return Block(int(batch["index"][i]), str(batch["path"][i]), int(batch["start"][i]), int(batch["stop"][i]),
-                 tuple(int(g) for g in groups.split(",")) if groups else ())
+    return Block(
+        int(batch["index"][i]),
+        str(batch["path"][i]),
+        int(batch["start"][i]),
+        int(batch["stop"][i]),
+        tuple(int(g) for g in groups.split(",")) if groups else (),
+    )
 
 
 def _model_bytes(model: Any) -> tuple[Any, bytes]:
@@ -321,9 +347,18 @@ def _actors(ray: Any, num_actors: int | None, n_blocks: int) -> int:
     return max(1, min(cpus, n_blocks))
 
 
-def score_files(model: Any, inputs: Any, output: str | Path, *, engine: str = "local", address: str | None = None,
-                num_actors: int | None = None, block_rows: int | None = None, feature_column: str | None = None,
-                overwrite: bool = False) -> ScoreReport:
+def score_files(
+    model: Any,
+    inputs: Any,
+    output: str | Path,
+    *,
+    engine: str = "local",
+    address: str | None = None,
+    num_actors: int | None = None,
+    block_rows: int | None = None,
+    feature_column: str | None = None,
+    overwrite: bool = False,
+) -> ScoreReport:
     """Score Parquet / ``.npy`` shards with a saved detector; write the scores as Parquet shards.
 
     Parameters
@@ -376,16 +411,23 @@ def score_files(model: Any, inputs: Any, output: str | Path, *, engine: str = "l
         ray = _ray(address)
         ds = ray.data.from_items(_block_rows(todo), override_num_blocks=len(todo))
         ds = ds.map_batches(
-            _RayScorer, batch_size=1, batch_format="numpy",
+            _RayScorer,
+            batch_size=1,
+            batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=_actors(ray, num_actors, len(todo))),
             fn_constructor_kwargs={"model_bytes": blob, "output": str(out.resolve()), "feature_column": feature_column},
             num_cpus=1,
         )
         rows = ds.take_all()
     return ScoreReport(
-        rows=int(sum(int(r["rows"]) for r in rows)), shards=len(blocks), skipped=len(blocks) - len(todo),
-        unfamiliar=int(sum(int(r["unfamiliar"]) for r in rows)), output=out, engine=engine,
-        seconds=time.perf_counter() - t0, peak_rss_mb=max([float(r["peak_rss_mb"]) for r in rows], default=0.0),
+        rows=int(sum(int(r["rows"]) for r in rows)),
+        shards=len(blocks),
+        skipped=len(blocks) - len(todo),
+        unfamiliar=int(sum(int(r["unfamiliar"]) for r in rows)),
+        output=out,
+        engine=engine,
+        seconds=time.perf_counter() - t0,
+        peak_rss_mb=max([float(r["peak_rss_mb"]) for r in rows], default=0.0),
     )
 
 
@@ -428,8 +470,12 @@ def _map_block(det: Any, kind: str, block: Block, ctx: dict[str, Any]) -> Any:
     from ._stats import ClassMoments
     from ._validation import as_float_array, check_labels
 
-    X = as_float_array(X, owner=type(det).__name__, what=f"rows {block.start}:{block.stop} of {block.path}",
-                       n_features=ctx["n_features"])
+    X = as_float_array(
+        X,
+        owner=type(det).__name__,
+        what=f"rows {block.start}:{block.stop} of {block.path}",
+        n_features=ctx["n_features"],
+    )
     if kind == "moments":
         classes = ctx["classes"]
         if classes is None:
@@ -468,14 +514,25 @@ class _RayMapper:
         self.det, self.kind, self.ctx = detector, kind, ctx
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = [_pack(_map_block(self.det, self.kind, _block_from(batch, i), self.ctx)) for i in range(len(batch["index"]))]
+        out = [
+            _pack(_map_block(self.det, self.kind, _block_from(batch, i), self.ctx)) for i in range(len(batch["index"]))
+        ]
         return {"index": batch["index"], "result": np.array(out, dtype=object)}
 
 
-def fit_files(detector: Any, inputs: Any, *, labels: Any = None, label_column: str | None = None,
-              head: tuple[Any, Any] | None = None, engine: str = "local", address: str | None = None,
-              num_actors: int | None = None, block_rows: int | None = None, feature_column: str | None = None
-              ) -> tuple[Any, FitReport]:
+def fit_files(
+    detector: Any,
+    inputs: Any,
+    *,
+    labels: Any = None,
+    label_column: str | None = None,
+    head: tuple[Any, Any] | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    num_actors: int | None = None,
+    block_rows: int | None = None,
+    feature_column: str | None = None,
+) -> tuple[Any, FitReport]:
     """Fit a mergeable detector on Parquet / ``.npy`` shards as a map over blocks and a combine of moments.
 
     Each block's per-class counts, means and centred scatter are computed where the block is read (a Ray
@@ -506,7 +563,7 @@ def fit_files(detector: Any, inputs: Any, *, labels: Any = None, label_column: s
     >>> det, report = fit_files(unseen.Mahalanobis(), "train/", label_column="label", engine="ray")  # doctest: +SKIP
     """
     from ._progress import progress
-    from ._validation import Reservoir, as_float_array, check_head, check_param
+    from ._validation import Reservoir, as_float_array, check_param
     from .base import THRESHOLD_SAMPLE
 
     owner = type(detector).__name__
@@ -537,13 +594,20 @@ def fit_files(detector: Any, inputs: Any, *, labels: Any = None, label_column: s
         check_device(detector.device, owner)
     detector._check_params()
     detector._reset()
-    first, _ = read_block(Block(0, blocks[0].path, blocks[0].start, min(blocks[0].stop, blocks[0].start + 1),
-                                blocks[0].row_groups), feature_column=feature_column)
+    first, _ = read_block(
+        Block(0, blocks[0].path, blocks[0].start, min(blocks[0].stop, blocks[0].start + 1), blocks[0].row_groups),
+        feature_column=feature_column,
+    )
     first = as_float_array(first, owner=owner)
     detector.n_features_in_ = int(first.shape[1])
     detector._set_head(head)
-    ctx: dict[str, Any] = {"feature_column": feature_column, "label_column": label_column, "offsets": offsets,
-                           "labels": None if labels is None else np.asarray(labels), "n_features": detector.n_features_in_}
+    ctx: dict[str, Any] = {
+        "feature_column": feature_column,
+        "label_column": label_column,
+        "offsets": offsets,
+        "labels": None if labels is None else np.asarray(labels),
+        "n_features": detector.n_features_in_,
+    }
 
     def run(kind: str, todo: Sequence[Block]) -> list[Any]:
         if engine == "local":
@@ -557,7 +621,9 @@ def fit_files(detector: Any, inputs: Any, *, labels: Any = None, label_column: s
         ray = _ray(address)
         ds = ray.data.from_items(_block_rows(todo), override_num_blocks=len(todo))
         ds = ds.map_batches(
-            _RayMapper, batch_size=1, batch_format="numpy",
+            _RayMapper,
+            batch_size=1,
+            batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=_actors(ray, num_actors, len(todo))),
             fn_constructor_kwargs={"detector": detector, "kind": kind, "ctx": ctx},
             num_cpus=1,
@@ -593,7 +659,9 @@ def fit_files(detector: Any, inputs: Any, *, labels: Any = None, label_column: s
     return detector, FitReport(rows=n_rows, blocks=len(blocks), engine=engine, seconds=time.perf_counter() - t0)
 
 
-def _gather_rows(blocks: Sequence[Block], rows: np.ndarray, offsets: dict[str, int], feature_column: str | None) -> np.ndarray:
+def _gather_rows(
+    blocks: Sequence[Block], rows: np.ndarray, offsets: dict[str, int], feature_column: str | None
+) -> np.ndarray:
     """The given global row numbers (sorted) of the concatenated inputs, read block by block."""
     from ._validation import as_float_array
 
@@ -605,4 +673,3 @@ def _gather_rows(blocks: Sequence[Block], rows: np.ndarray, offsets: dict[str, i
             X, _ = read_block(b, feature_column=feature_column)
             parts.append(as_float_array(X[rows[lo:hi] - start], owner="unseen.scale"))
     return np.concatenate(parts)
-

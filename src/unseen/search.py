@@ -110,16 +110,22 @@ def exact_values(Q: np.ndarray, bank: np.ndarray, ids: np.ndarray, *, inner_prod
     out = np.empty(safe.shape, dtype=np.float32)
     kernel = faiss.fvec_inner_products_by_idx if inner_product else faiss.fvec_L2sqr_by_idx
     kernel(
-        faiss.swig_ptr(out), faiss.swig_ptr(Q), faiss.swig_ptr(bank), faiss.swig_ptr(safe),
-        bank.shape[1], safe.shape[0], safe.shape[1],
+        faiss.swig_ptr(out),
+        faiss.swig_ptr(Q),
+        faiss.swig_ptr(bank),
+        faiss.swig_ptr(safe),
+        bank.shape[1],
+        safe.shape[0],
+        safe.shape[1],
     )
     values = out.astype(np.float64)
     values[~valid] = -np.inf if inner_product else np.inf
     return values
 
 
-def candidates(Q: np.ndarray, bank: np.ndarray, n: int, *, inner_product: bool = False,
-               bank_half_sq: np.ndarray | None = None) -> np.ndarray:
+def candidates(
+    Q: np.ndarray, bank: np.ndarray, n: int, *, inner_product: bool = False, bank_half_sq: np.ndarray | None = None
+) -> np.ndarray:
     """Ids of the ``n`` best rows of a float32 ``bank`` for each query by a float32 product (not sorted).
 
     Best = smallest squared L2 distance (largest ``q.b - |b|^2 / 2``), or largest inner product. The values

@@ -139,7 +139,9 @@ def _raises(exc: type[BaseException], match: str, what: str) -> Iterator[None]:
         yield
     except exc as err:
         if not re.search(match, str(err)):
-            raise AssertionError(f"{what}: raised {type(err).__name__} without {match!r} in its message: {err}") from err
+            raise AssertionError(
+                f"{what}: raised {type(err).__name__} without {match!r} in its message: {err}"
+            ) from err
     else:
         raise AssertionError(f"{what}: expected {exc.__name__} (with {match!r}), nothing was raised")
 
@@ -155,32 +157,44 @@ def _assert(condition: Any, message: str) -> None:
 def check_declarations(cls: type[Detector], data: ConformanceData) -> None:
     """The class declares a registry name, a known family and input kind, and capabilities that match its methods."""
     name = cls.__name__
-    _assert(isinstance(cls.name, str) and re.fullmatch(r"[a-z][a-z0-9_]*", cls.name),
-            f"{name}.name must be a lower-case registry name, got {cls.name!r}")
+    _assert(
+        isinstance(cls.name, str) and re.fullmatch(r"[a-z][a-z0-9_]*", cls.name),
+        f"{name}.name must be a lower-case registry name, got {cls.name!r}",
+    )
     _assert(cls.family in FAMILIES, f"{name}.family {cls.family!r} is not one of {sorted(FAMILIES)}")
     _assert(cls.input_kind in ("features", "logits"), f"{name}.input_kind must be 'features' or 'logits'")
     _assert(not cls.requires_head or cls.takes_head(), f"{name} requires a head, so takes_head() must be True")
     for flag, method in (("can_enroll", "enroll"), ("can_forget", "forget")):
-        _assert(bool(getattr(cls, flag)) == callable(getattr(cls, method, None)),
-                f"{name}.{flag} is {getattr(cls, flag)} but the class {'lacks' if getattr(cls, flag) else 'has'} {method}()")
+        _assert(
+            bool(getattr(cls, flag)) == callable(getattr(cls, method, None)),
+            f"{name}.{flag} is {getattr(cls, flag)} but the class {'lacks' if getattr(cls, flag) else 'has'} {method}()",
+        )
     _assert(not cls.enroll_takes_head or cls.can_enroll, f"{name}.enroll_takes_head needs can_enroll")
     _assert(not cls.forget_takes_rows or cls.can_forget, f"{name}.forget_takes_rows needs can_forget")
     params = set(cls()._param_names())
     shape = data.shape(cls)
     for what in ("default_params", "test_params"):
         got = getattr(cls, what)(shape)
-        _assert(isinstance(got, dict) and set(got) <= params,
-                f"{name}.{what}(shape) must be a dict of constructor parameters {sorted(params)}, got {got!r}")
+        _assert(
+            isinstance(got, dict) and set(got) <= params,
+            f"{name}.{what}(shape) must be a dict of constructor parameters {sorted(params)}, got {got!r}",
+        )
     grid = cls.tuning_grid(shape)
-    _assert(isinstance(grid, list) and all(isinstance(p, dict) and set(p) <= params for p in grid),
-            f"{name}.tuning_grid(shape) must be a list of dicts of constructor parameters, got {grid!r}")
-    _assert(cls.unavailable(shape) is None, f"{name}.unavailable() refuses the conformance data: {cls.unavailable(shape)}")
+    _assert(
+        isinstance(grid, list) and all(isinstance(p, dict) and set(p) <= params for p in grid),
+        f"{name}.tuning_grid(shape) must be a list of dicts of constructor parameters, got {grid!r}",
+    )
+    _assert(
+        cls.unavailable(shape) is None, f"{name}.unavailable() refuses the conformance data: {cls.unavailable(shape)}"
+    )
 
 
 def check_docstring(cls: type[Detector], data: ConformanceData) -> None:
     """The docstring's first line is the registry summary, and it has a runnable example."""
     doc = cls.__doc__ or ""
-    _assert(doc.strip() and doc.strip().splitlines()[0].strip(), f"{cls.__name__}: the first docstring line is the summary")
+    _assert(
+        doc.strip() and doc.strip().splitlines()[0].strip(), f"{cls.__name__}: the first docstring line is the summary"
+    )
     _assert(">>>" in doc, f"{cls.__name__}: the docstring needs a runnable example (>>>)")
 
 
@@ -196,8 +210,10 @@ def check_decision_and_predict(cls: type[Detector], data: ConformanceData) -> No
     det = data.fitted(cls)
     X = data.inputs(cls, data.X_test)
     s = det.score_samples(X)
-    _assert(s.shape == (X.shape[0],) and s.dtype == np.float64 and np.all(np.isfinite(s)),
-            f"{cls.__name__}: score_samples must return finite float64 of shape (n,), got {s.dtype} {s.shape}")
+    _assert(
+        s.shape == (X.shape[0],) and s.dtype == np.float64 and np.all(np.isfinite(s)),
+        f"{cls.__name__}: score_samples must return finite float64 of shape (n,), got {s.dtype} {s.shape}",
+    )
     np.testing.assert_allclose(det.decision_function(X), s - det.offset_, err_msg=cls.__name__)
     np.testing.assert_array_equal(det.predict(X), np.where(s - det.offset_ >= 0, 1, -1), err_msg=cls.__name__)
 
@@ -207,9 +223,14 @@ def check_threshold(cls: type[Detector], data: ConformanceData) -> None:
     det = data.fitted(cls)
     accepted = float(np.mean(det.predict(data.inputs(cls, data.X)) == 1))
     if cls._score_fit_sample is Detector._score_fit_sample:
-        _assert(abs(accepted - det.tpr) <= 0.01, f"{cls.__name__}: the threshold accepts {accepted:.3f} of the fit rows, not {det.tpr}")
+        _assert(
+            abs(accepted - det.tpr) <= 0.01,
+            f"{cls.__name__}: the threshold accepts {accepted:.3f} of the fit rows, not {det.tpr}",
+        )
     else:  # leave-one-out thresholds (KNN-like): scoring fit rows afterwards includes their self-match
-        _assert(accepted >= det.tpr - 0.01, f"{cls.__name__}: the threshold accepts only {accepted:.3f} of the fit rows")
+        _assert(
+            accepted >= det.tpr - 0.01, f"{cls.__name__}: the threshold accepts only {accepted:.3f} of the fit rows"
+        )
 
 
 def check_calibrate(cls: type[Detector], data: ConformanceData) -> None:
@@ -218,7 +239,10 @@ def check_calibrate(cls: type[Detector], data: ConformanceData) -> None:
     X_val = data.inputs(cls, data.X_test)
     det.calibrate(X_val, tpr=0.9)
     accepted = float(np.mean(det.predict(X_val) == 1))
-    _assert(det.tpr == 0.9 and abs(accepted - 0.9) <= 0.01, f"{cls.__name__}: after calibrate(tpr=0.9) it accepts {accepted:.3f}")
+    _assert(
+        det.tpr == 0.9 and abs(accepted - 0.9) <= 0.01,
+        f"{cls.__name__}: after calibrate(tpr=0.9) it accepts {accepted:.3f}",
+    )
 
 
 def check_save_load(cls: type[Detector], data: ConformanceData) -> None:
@@ -231,12 +255,18 @@ def check_save_load(cls: type[Detector], data: ConformanceData) -> None:
         for layout in ("file.unseen", "directory"):
             loaded = load(det.save(Path(tmp) / layout))
             _assert(type(loaded) is cls, f"{cls.__name__}: loaded a {type(loaded).__name__}")
-            _assert(loaded.get_params() == det.get_params() or repr(loaded) == repr(det), f"{cls.__name__}: params changed")
-            np.testing.assert_array_equal(loaded.score_samples(X), det.score_samples(X), err_msg=f"{cls.__name__} {layout}")
+            _assert(
+                loaded.get_params() == det.get_params() or repr(loaded) == repr(det), f"{cls.__name__}: params changed"
+            )
+            np.testing.assert_array_equal(
+                loaded.score_samples(X), det.score_samples(X), err_msg=f"{cls.__name__} {layout}"
+            )
             _assert(loaded.offset_ == det.offset_, f"{cls.__name__}: the threshold changed on load")
         key = b"conformance-check-signing-key"
         signed = det.save(Path(tmp) / "signed.unseen", key=key)
-        np.testing.assert_array_equal(load(signed, key=key).score_samples(X), det.score_samples(X), err_msg=cls.__name__)
+        np.testing.assert_array_equal(
+            load(signed, key=key).score_samples(X), det.score_samples(X), err_msg=cls.__name__
+        )
         with _raises(PersistenceError, "another key", f"{cls.__name__}: a file loaded with the wrong key"):
             load(signed, key=b"not-the-key-it-was-signed-with")
 
@@ -256,8 +286,12 @@ def check_declared_state(cls: type[Detector], data: ConformanceData) -> None:
             raise AssertionError(f"{cls.__name__}.state_spec[{key!r}]: {exc}") from None
     state = data.fitted(cls)._get_state()
     arrays = {k: {"dtype": v.dtype.str, "shape": list(v.shape)} for k, v in state.items() if isinstance(v, np.ndarray)}
-    nested = {k: v for k, v in state.items() if k not in arrays and (hasattr(v, "_get_state") or
-              (isinstance(v, list) and v and all(hasattr(m, "_get_state") for m in v)))}
+    nested = {
+        k: v
+        for k, v in state.items()
+        if k not in arrays
+        and (hasattr(v, "_get_state") or (isinstance(v, list) and v and all(hasattr(m, "_get_state") for m in v)))
+    }
     nested = {k: (v if isinstance(v, list) else {}) for k, v in nested.items()}
     scalars = {k: v for k, v in state.items() if k not in arrays and k not in nested}
     scalars = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in scalars.items()}
@@ -291,7 +325,10 @@ def check_float32(cls: type[Detector], data: ConformanceData) -> None:
     det = data.make(cls).fit(data.inputs(cls, data.X).astype(np.float32), **data.fit_kwargs(cls))
     X = data.inputs(cls, data.X_test)
     s32 = det.score_samples(X.astype(np.float32))
-    _assert(s32.dtype == np.float64 and np.all(np.isfinite(s32)), f"{cls.__name__}: float32 input gave {s32.dtype} or non-finite scores")
+    _assert(
+        s32.dtype == np.float64 and np.all(np.isfinite(s32)),
+        f"{cls.__name__}: float32 input gave {s32.dtype} or non-finite scores",
+    )
     rho = spearmanr(s32, data.fitted(cls).score_samples(X)).statistic
     _assert(rho > 0.99, f"{cls.__name__}: float32 scores rank differently from float64 (Spearman {rho:.4f})")
 
@@ -335,7 +372,10 @@ def check_magnitudes(cls: type[Detector], data: ConformanceData) -> None:
             s = det.score_samples(big)
         except InputError:
             continue
-        _assert(np.all(np.isfinite(s)), f"{cls.__name__}: inputs of magnitude 1e15 ({dtype.__name__}) gave non-finite scores")
+        _assert(
+            np.all(np.isfinite(s)),
+            f"{cls.__name__}: inputs of magnitude 1e15 ({dtype.__name__}) gave non-finite scores",
+        )
     with _raises(InputError, "magnitude", f"{cls.__name__}.score_samples with a value of 1e16"):
         det.score_samples(X * 0 + 1e16)
 
@@ -350,8 +390,10 @@ def check_degenerate_fit(cls: type[Detector], data: ConformanceData) -> None:
         _assert(str(exc), f"{cls.__name__}: an empty error message")
         return
     s = det.score_samples(data.inputs(cls, np.vstack([data.X_test[:50], data.X_ood[:50]])))
-    _assert(np.all(np.isfinite(s)) and s.min() < s.max(),
-            f"{cls.__name__} fitted on all-zero rows scores every input {s[0]}: refuse the fit (DegenerateFitError)")
+    _assert(
+        np.all(np.isfinite(s)) and s.min() < s.max(),
+        f"{cls.__name__} fitted on all-zero rows scores every input {s[0]}: refuse the fit (DegenerateFitError)",
+    )
 
 
 def check_list_input(cls: type[Detector], data: ConformanceData) -> None:
@@ -360,8 +402,12 @@ def check_list_input(cls: type[Detector], data: ConformanceData) -> None:
     kwargs = data.fit_kwargs(cls)
     det = data.make(cls).fit(X.tolist(), **{k: (v.tolist() if k == "y" else v) for k, v in kwargs.items()})
     Q = data.inputs(cls, data.X_test[:10])
-    np.testing.assert_allclose(det.score_samples(Q.tolist()), data.fitted(cls).score_samples(Q), rtol=1e-9,
-                               err_msg=f"{cls.__name__}: a list of lists scores differently from the array")
+    np.testing.assert_allclose(
+        det.score_samples(Q.tolist()),
+        data.fitted(cls).score_samples(Q),
+        rtol=1e-9,
+        err_msg=f"{cls.__name__}: a list of lists scores differently from the array",
+    )
 
 
 def check_bad_shapes(cls: type[Detector], data: ConformanceData) -> None:
@@ -391,7 +437,9 @@ def check_params(cls: type[Detector], data: ConformanceData) -> None:
 
     det = data.make(cls)
     twin = clone(det)
-    _assert(type(twin) is cls and twin.get_params() == det.get_params(), f"{cls.__name__}: clone changed the parameters")
+    _assert(
+        type(twin) is cls and twin.get_params() == det.get_params(), f"{cls.__name__}: clone changed the parameters"
+    )
     _assert(repr(det).startswith(cls.__name__ + "("), f"{cls.__name__}: repr should start with the class name")
     with _raises(InputError, "no parameter", f"{cls.__name__}.set_params(not_a_parameter=1)"):
         det.set_params(not_a_parameter=1)
@@ -422,18 +470,27 @@ def check_signals_and_neighbours(cls: type[Detector], data: ConformanceData) -> 
     det = data.fitted(cls)
     X = data.inputs(cls, data.X_test[:6])
     sig = det.signals(det._validate(X))
-    _assert(isinstance(sig, Signals) and sig.components and set(sig.components) == set(sig.higher_is_id),
-            f"{cls.__name__}.signals must return Signals with a direction per component")
+    _assert(
+        isinstance(sig, Signals) and sig.components and set(sig.components) == set(sig.higher_is_id),
+        f"{cls.__name__}.signals must return Signals with a direction per component",
+    )
     for key, values in sig.components.items():
-        _assert(np.shape(values) == (6,) and np.all(np.isfinite(values)), f"{cls.__name__}.signals[{key!r}] must be 6 finite values")
+        _assert(
+            np.shape(values) == (6,) and np.all(np.isfinite(values)),
+            f"{cls.__name__}.signals[{key!r}] must be 6 finite values",
+        )
     if sig.class_values is not None:
         _assert(np.shape(sig.class_values) == (6, len(sig.class_labels or [])), f"{cls.__name__}: class_values shape")
     reference = data.inputs(cls, data.X)
     nb = det.neighbours(det._validate(X), 3, reference)
-    _assert(nb is None or (isinstance(nb, Neighbours) and nb.ids.shape == (6, 3) and nb.distances.shape == (6, 3)),
-            f"{cls.__name__}.neighbours must return None or Neighbours of shape (n, k)")
+    _assert(
+        nb is None or (isinstance(nb, Neighbours) and nb.ids.shape == (6, 3) and nb.distances.shape == (6, 3)),
+        f"{cls.__name__}.neighbours must return None or Neighbours of shape (n, k)",
+    )
     exps = explain(det, X, reference=reference, reference_labels=data.y, k=3)
-    _assert(len(exps) == 6 and all(e.verdict in ("known", "unfamiliar") for e in exps), f"{cls.__name__}: explain failed")
+    _assert(
+        len(exps) == 6 and all(e.verdict in ("known", "unfamiliar") for e in exps), f"{cls.__name__}: explain failed"
+    )
 
 
 def check_unknown_proba(cls: type[Detector], data: ConformanceData) -> None:
@@ -442,8 +499,10 @@ def check_unknown_proba(cls: type[Detector], data: ConformanceData) -> None:
     X = data.inputs(cls, data.X_test[:5])
     if cls.has_unknown_proba:
         P = det.predict_proba_open(X)
-        _assert(P.shape == (5, data.W.shape[0] + 1) and np.allclose(P.sum(axis=1), 1.0) and (P >= 0).all(),
-                f"{cls.__name__}.predict_proba_open must return (n, C + 1) probabilities, got {P.shape}")
+        _assert(
+            P.shape == (5, data.W.shape[0] + 1) and np.allclose(P.sum(axis=1), 1.0) and (P >= 0).all(),
+            f"{cls.__name__}.predict_proba_open must return (n, C + 1) probabilities, got {P.shape}",
+        )
     else:
         with _raises(InputError, "unknown class", f"{cls.__name__}.predict_proba_open"):
             det.predict_proba_open(X)
@@ -540,4 +599,3 @@ def parametrize_with_checks(classes: Sequence[type[Detector]]) -> Any:
     pairs = [(cls, check) for cls in classes for check in checks]
     ids = [f"{cls.name or cls.__name__}-{check.__name__.removeprefix('check_')}" for cls, check in pairs]
     return pytest.mark.parametrize(("detector_class", "check"), pairs, ids=ids)
-

@@ -111,9 +111,7 @@ class ModelAdapter:
 
     # ------------------------------------------------------------------------------------ detectors
 
-    def fit_detector(
-        self, detector: Any, inputs: Any, y: Any = None, *, progress: bool = False, **params: Any
-    ) -> Any:
+    def fit_detector(self, detector: Any, inputs: Any, y: Any = None, *, progress: bool = False, **params: Any) -> Any:
         """Extract ``inputs`` and fit a detector on what it declares it needs.
 
         * feature detectors get the features, plus the head ``(W, b)`` when they require one (ViM, ReAct, ...);
@@ -164,7 +162,9 @@ class ModelAdapter:
         uses_features = detector.input_kind == "features" or getattr(detector, "W_", None) is not None
         X = out.features if uses_features else out.logits
         if X is None:
-            raise InputError(f"{type(self).__name__} gives no {'features' if uses_features else 'logits'} for this model.")
+            raise InputError(
+                f"{type(self).__name__} gives no {'features' if uses_features else 'logits'} for this model."
+            )
         return detector.score_samples(X)
 
     def _detector_inputs(self, det: Any, out: ModelOutputs) -> tuple[np.ndarray, tuple | None]:
@@ -180,7 +180,9 @@ class ModelAdapter:
         if self._head() is not None and out.features is not None and getattr(self, "head_matches_logits_", True):
             return out.features, self.head
         if out.logits is None:
-            raise InputError(f"{name} needs logits, and {type(self).__name__} gives none (an encoder without a classifier).")
+            raise InputError(
+                f"{name} needs logits, and {type(self).__name__} gives none (an encoder without a classifier)."
+            )
         return out.logits, None
 
 

@@ -48,7 +48,9 @@ def _std_tensor(std: Any, x: Any, owner: str) -> Any:
                 "give one std per channel (axis 1) or a single number."
             )
     else:
-        raise InputError(f"{owner}: std must be a number or a sequence with one value per channel, got shape {arr.shape}.")
+        raise InputError(
+            f"{owner}: std must be a number or a sequence with one value per channel, got shape {arr.shape}."
+        )
     if not np.all(np.isfinite(values)) or np.any(values <= 0):
         raise InputError(f"{owner}: std must be positive and finite, got {std!r}.")
     t = torch.as_tensor(values, dtype=x.dtype, device=x.device)
@@ -68,7 +70,9 @@ class _InputGradientDetector:
         check_param(self.epsilon, "epsilon", owner=owner, low=0.0)
         check_param(self.batch_size, "batch_size", owner=owner, kind=int, low=1)
         if self.std is not None and not isinstance(self.std, (int, float, Sequence, np.ndarray)):
-            raise InputError(f"{owner}: std must be None, a number or a sequence of per-channel values, got {self.std!r}.")
+            raise InputError(
+                f"{owner}: std must be None, a number or a sequence of per-channel values, got {self.std!r}."
+            )
 
     def _float_batch(self, x: Any, device: Any, dtype: Any) -> Any:
         torch = import_torch()

@@ -41,7 +41,9 @@ def _import_ort():
     try:
         import onnxruntime
     except ImportError as exc:
-        raise MissingDependencyError('OnnxModel needs onnxruntime. Install it with: pip install "unseen[onnx]"') from exc
+        raise MissingDependencyError(
+            'OnnxModel needs onnxruntime. Install it with: pip install "unseen[onnx]"'
+        ) from exc
     return onnxruntime
 
 
@@ -49,7 +51,9 @@ def _import_onnx(why: str):
     try:
         import onnx
     except ImportError as exc:
-        raise MissingDependencyError(f"OnnxModel needs the onnx package {why}. Install it with: pip install onnx") from exc
+        raise MissingDependencyError(
+            f"OnnxModel needs the onnx package {why}. Install it with: pip install onnx"
+        ) from exc
     return onnx
 
 
@@ -184,7 +188,9 @@ class OnnxModel(ModelAdapter):
         outputs = [o.name for o in session.get_outputs()]
         if feature_output is None and logits_output is None:
             if len(outputs) != 1:
-                raise InputError(f"OnnxModel: the graph has outputs {outputs}; name feature_output= and/or logits_output=.")
+                raise InputError(
+                    f"OnnxModel: the graph has outputs {outputs}; name feature_output= and/or logits_output=."
+                )
             logits_output = outputs[0]
         if logits_output is not None and logits_output not in outputs:
             raise InputError(f"OnnxModel: logits_output {logits_output!r} is not a graph output; outputs: {outputs}.")
@@ -198,7 +204,9 @@ class OnnxModel(ModelAdapter):
             input_names = [i.name for i in graph_inputs]
         unknown = [n for n in input_names if n not in self._input_types]
         if unknown:
-            raise InputError(f"OnnxModel: input names {unknown} are not graph inputs; inputs: {list(self._input_types)}.")
+            raise InputError(
+                f"OnnxModel: input names {unknown} are not graph inputs; inputs: {list(self._input_types)}."
+            )
         self.input_names = list(input_names)
         self._given_head = head
         self._graph_head: tuple[np.ndarray, np.ndarray] | None | bool = False  # False: not looked up yet
@@ -222,7 +230,9 @@ class OnnxModel(ModelAdapter):
         values = [o for node in proto.graph.node for o in node.output]
         if name not in values:
             shown = ", ".join(map(repr, values[-30:]))
-            raise InputError(f"OnnxModel: no value named {name!r} in the graph; graph outputs: {outputs}; last node outputs: {shown}.")
+            raise InputError(
+                f"OnnxModel: no value named {name!r} in the graph; graph outputs: {outputs}; last node outputs: {shown}."
+            )
         proto.graph.output.append(onnx.ValueInfoProto(name=name))
         return self._session_from_bytes(proto.SerializeToString())
 
@@ -318,7 +328,9 @@ class OnnxModel(ModelAdapter):
             out[k] = np.ascontiguousarray(arr)
         return out
 
-    def run(self, inputs: Any, output_names: list[str] | None = None, *, progress: bool = False) -> dict[str, np.ndarray]:
+    def run(
+        self, inputs: Any, output_names: list[str] | None = None, *, progress: bool = False
+    ) -> dict[str, np.ndarray]:
         """Raw graph outputs over all batches, concatenated along the first axis.
 
         Parameters
@@ -339,7 +351,9 @@ class OnnxModel(ModelAdapter):
         try:
             return {n: np.concatenate(v) for n, v in parts.items()}
         except ValueError as exc:
-            raise InputError(f"OnnxModel: batch outputs differ in shape and cannot be joined ({exc}); pad inputs to one length.") from None
+            raise InputError(
+                f"OnnxModel: batch outputs differ in shape and cannot be joined ({exc}); pad inputs to one length."
+            ) from None
 
     def _batches(self, inputs: Any, progress: bool):
         from tqdm.auto import tqdm
@@ -385,7 +399,9 @@ class OnnxModel(ModelAdapter):
             if self.logits_output is not None:
                 f = np.asarray(res[self.logits_output])
                 if f.ndim != 2:
-                    raise InputError(f"OnnxModel: logits output {self.logits_output!r} has shape {f.shape}, expected (batch, n_classes).")
+                    raise InputError(
+                        f"OnnxModel: logits output {self.logits_output!r} has shape {f.shape}, expected (batch, n_classes)."
+                    )
                 logits.append(f.astype(np.float32))
             if yb is None:
                 n_without += 1

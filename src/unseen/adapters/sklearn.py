@@ -92,7 +92,9 @@ class SklearnModel(ModelAdapter):
         if self._mlp and getattr(final, "out_activation_", "softmax") not in ("softmax", "logistic"):
             raise InputError(f"SklearnModel: unsupported MLP output activation {final.out_activation_!r}.")
         if self._mlp and final.out_activation_ == "logistic" and final.coefs_[-1].shape[1] != 1:
-            raise InputError("SklearnModel supports single-label classifiers; this MLP is multi-label (one sigmoid per class).")
+            raise InputError(
+                "SklearnModel supports single-label classifiers; this MLP is multi-label (one sigmoid per class)."
+            )
         if not (self._mlp or self._linear or hasattr(final, "decision_function") or hasattr(final, "predict_proba")):
             raise InputError(
                 f"SklearnModel: {type(final).__name__} has neither decision_function nor predict_proba, so it gives no logits."

@@ -127,7 +127,9 @@ def iter_batches(inputs: Any, batch_size: int, owner: str) -> tuple[Iterator[tup
     if isinstance(inputs, Mapping):
         lengths = {k: len(v) for k, v in inputs.items()}
         if not lengths or len(set(lengths.values())) != 1:
-            raise InputError(f"{owner} got a dict of inputs with differing lengths {lengths}; all must have one row per sample.")
+            raise InputError(
+                f"{owner} got a dict of inputs with differing lengths {lengths}; all must have one row per sample."
+            )
         n = next(iter(lengths.values()))
         data = dict(inputs)
         y = next((data.pop(k) for k in ("labels", "label") if k in data), None)
@@ -418,7 +420,9 @@ class TorchModel(ModelAdapter):
         if lin.weight.shape != (f.shape[1], z.shape[1]):
             diff = float("inf")
         else:
-            ref = torch.nn.functional.linear(z.float(), lin.weight.float(), None if lin.bias is None else lin.bias.float())
+            ref = torch.nn.functional.linear(
+                z.float(), lin.weight.float(), None if lin.bias is None else lin.bias.float()
+            )
             diff = float((ref - f).abs().max())
         tol = (3e-2 if self._amp_on else 1e-4) * (1.0 + float(f.abs().max()))
         self.head_matches_logits_ = bool(diff <= tol)
@@ -475,7 +479,9 @@ class TorchModel(ModelAdapter):
                     if lab.ndim == 2 and lab.shape[1] == 1:
                         lab = lab.ravel()
                     if lab.shape[:1] != (f.shape[0],):
-                        raise InputError(f"{owner} got a batch of {f.shape[0]} inputs with labels of shape {lab.shape}.")
+                        raise InputError(
+                            f"{owner} got a batch of {f.shape[0]} inputs with labels of shape {lab.shape}."
+                        )
                     labels.append(lab)
                     n_with += 1
         if not feats:
@@ -484,7 +490,9 @@ class TorchModel(ModelAdapter):
         if y is not None:
             label_arr = split_labels(y, features.shape[0], owner)
         elif n_with and n_without:
-            raise InputError(f"{owner}: {n_without} batches came without labels and {n_with} with; labels must come with every batch.")
+            raise InputError(
+                f"{owner}: {n_without} batches came without labels and {n_with} with; labels must come with every batch."
+            )
         else:
             label_arr = np.concatenate(labels) if labels else None
         return ModelOutputs(features=features, logits=logit_arr, labels=label_arr)

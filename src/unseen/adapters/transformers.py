@@ -105,7 +105,9 @@ class TransformersClassifier(TorchModel):
             if isinstance(mod, torch.nn.Linear) and (n_labels is None or mod.out_features == n_labels):
                 self.layer_name, self._hooked, self._head_module = path, mod, mod
                 return
-        hint = " Decoder-only classifiers (a 'score' head on every token) are not supported." if "score" in named else ""
+        hint = (
+            " Decoder-only classifiers (a 'score' head on every token) are not supported." if "score" in named else ""
+        )
         raise InputError(
             f"TransformersClassifier does not know where the classifier of {type(self.model).__name__} is: none of "
             f"{', '.join(HEAD_PATHS)} is an nn.Linear with {n_labels} outputs.{hint} Pass layer='<module whose input is "
@@ -150,7 +152,9 @@ class TransformersClassifier(TorchModel):
 
     def _call_model(self, x: Any) -> Any:
         if not isinstance(x, Mapping):
-            raise InputError("TransformersClassifier feeds the model tokenized inputs (a dict); pass texts or a tokenizer output.")
+            raise InputError(
+                "TransformersClassifier feeds the model tokenized inputs (a dict); pass texts or a tokenizer output."
+            )
         return self.model(**x)
 
 
@@ -190,7 +194,9 @@ class SentenceEncoder(ModelAdapter):
                 ) from exc
             model = SentenceTransformer(model, device=device)
         if not callable(getattr(model, "encode", None)):
-            raise InputError(f"SentenceEncoder expected a sentence-transformers model (with encode), got {type(model).__name__}.")
+            raise InputError(
+                f"SentenceEncoder expected a sentence-transformers model (with encode), got {type(model).__name__}."
+            )
         self.model = model
         self.normalize = bool(normalize)
         self.batch_size = batch_size

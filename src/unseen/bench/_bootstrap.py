@@ -159,9 +159,7 @@ def replicate_metrics(
     return {key: np.concatenate(values) for key, values in parts.items()}
 
 
-def hierarchical_ci(
-    per_seed: list[np.ndarray], rng: np.random.Generator, level: float = 0.95
-) -> tuple[float, float]:
+def hierarchical_ci(per_seed: list[np.ndarray], rng: np.random.Generator, level: float = 0.95) -> tuple[float, float]:
     """Percentile interval of the seed-mean from per-seed row-bootstrap replicates.
 
     Each of the ``B`` outer replicates draws ``S`` seeds with replacement and, for each drawn seed, one of

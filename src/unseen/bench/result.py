@@ -15,8 +15,18 @@ __all__ = ["BenchResult", "DetectorScores"]
 
 # Columns of the tidy per-seed table and of the seed-aggregated summary.
 ROW_FIELDS = ("benchmark", "representation", "seed", "detector", "ood_set", "ood_kind", "metric", "value")
-SUMMARY_FIELDS = ("benchmark", "representation", "detector", "ood_set", "ood_kind", "metric",
-                  "mean", "ci_low", "ci_high", "n_seeds")
+SUMMARY_FIELDS = (
+    "benchmark",
+    "representation",
+    "detector",
+    "ood_set",
+    "ood_kind",
+    "metric",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "n_seeds",
+)
 
 
 @dataclass
@@ -99,8 +109,9 @@ class BenchResult:
                 if not means:
                     continue
                 value = float(np.mean(means))
-            board.append({"detector": det, metric: value,
-                          **{k: v["mean"] for k, v in sets.items() if k.endswith("(mean)")}})
+            board.append(
+                {"detector": det, metric: value, **{k: v["mean"] for k, v in sets.items() if k.endswith("(mean)")}}
+            )
         board.sort(key=lambda r: r[metric], reverse=higher_better)
         return board
 
@@ -118,9 +129,18 @@ class BenchResult:
 
     def to_json(self, path: str | Path | None = None) -> str:
         """Rows, summary, selection, conformal check, errors and config as JSON (no score arrays)."""
-        doc = {"benchmark": self.benchmark, "representation": self.representation, "seeds": self.seeds,
-               "config": self.config, "summary": self.summary, "rows": self.rows, "selection": self.selection,
-               "conformal": self.conformal, "errors": self.errors, "timings": self.timings}
+        doc = {
+            "benchmark": self.benchmark,
+            "representation": self.representation,
+            "seeds": self.seeds,
+            "config": self.config,
+            "summary": self.summary,
+            "rows": self.rows,
+            "selection": self.selection,
+            "conformal": self.conformal,
+            "errors": self.errors,
+            "timings": self.timings,
+        }
         text = json.dumps(doc, indent=1, default=_jsonable)
         if path is not None:
             Path(path).write_text(text)

@@ -55,15 +55,19 @@ CONFORMAL_ALPHAS = (0.01, 0.05, 0.1)
 KIND_ROWS = {"near": "near (mean)", "far": "far (mean)", "covariate": "covariate (mean)"}
 _CI_SEED = 20_240_611  # fixed seed of the bootstrap's seed-level draws (shared by all detectors)
 
-CI_METHOD = ("two-stage percentile bootstrap: each replicate resamples the seeds with replacement, then the "
-             "ID test rows and each OOD set's rows with replacement within every drawn seed (same draws for all "
-             "detectors); interval = 2.5th and 97.5th percentiles of the replicate means")
+CI_METHOD = (
+    "two-stage percentile bootstrap: each replicate resamples the seeds with replacement, then the "
+    "ID test rows and each OOD set's rows with replacement within every drawn seed (same draws for all "
+    "detectors); interval = 2.5th and 97.5th percentiles of the replicate means"
+)
 
 
 # ------------------------------------------------------------------------------------------ data sources
 
 
-def _source(benchmark: Any, representation: str | None, progress: bool) -> tuple[str, Callable[[int], OpenSetData], bool, Any]:
+def _source(
+    benchmark: Any, representation: str | None, progress: bool
+) -> tuple[str, Callable[[int], OpenSetData], bool, Any]:
     """(display name, seed -> data, whether the data is fixed across seeds, the spec or None)."""
     from .spec import SPEC_SUFFIXES, load_spec
 
@@ -100,7 +104,9 @@ def _source(benchmark: Any, representation: str | None, progress: bool) -> tuple
 
 def _check_data(data: Any, seed: int) -> OpenSetData:
     if not isinstance(data, OpenSetData):
-        raise InputError(f"the benchmark function returned {type(data).__name__} for seed {seed}; expected an OpenSetData.")
+        raise InputError(
+            f"the benchmark function returned {type(data).__name__} for seed {seed}; expected an OpenSetData."
+        )
     if not data.ood:
         raise InputError(f"{data.name}: no OOD sets; a benchmark needs at least one (ood={{name: features}}).")
     empty = [k for k, X in data.ood.items() if len(X) == 0]
@@ -108,7 +114,11 @@ def _check_data(data: Any, seed: int) -> OpenSetData:
         raise InputError(f"{data.name}: OOD set(s) {empty} are empty; drop them or give them rows.")
     if data.head is not None:  # a validated float64 copy; the caller's object is left as it is
         data = dataclasses.replace(data, head=check_head(data.head, data.X_train.shape[1], owner=f"{data.name} head"))
-    for what, X, y in (("train", data.X_train, data.y_train), ("val", data.X_val, data.y_val), ("test", data.X_test, data.y_test)):
+    for what, X, y in (
+        ("train", data.X_train, data.y_train),
+        ("val", data.X_val, data.y_val),
+        ("test", data.X_test, data.y_test),
+    ):
         if len(X) == 0:
             raise InputError(f"{data.name}: the {what} split is empty.")
         if y is not None and len(y) != len(X):
@@ -173,12 +183,32 @@ def _seed_rows(bench: str, rep: str, seed: int, det: str, s_id, s_ood, kinds, co
         if correct is not None and kind != "covariate":
             values["oscr"] = metrics.oscr(s_id, correct, s)
         for metric, value in values.items():
-            rows.append(dict(benchmark=bench, representation=rep, seed=seed, detector=det, ood_set=ood_set,
-                             ood_kind=kind, metric=metric, value=float(value)))
+            rows.append(
+                dict(
+                    benchmark=bench,
+                    representation=rep,
+                    seed=seed,
+                    detector=det,
+                    ood_set=ood_set,
+                    ood_kind=kind,
+                    metric=metric,
+                    value=float(value),
+                )
+            )
             per_kind.setdefault((kind, metric), []).append(float(value))
     for (kind, metric), kind_values in per_kind.items():
-        rows.append(dict(benchmark=bench, representation=rep, seed=seed, detector=det, ood_set=KIND_ROWS[kind],
-                         ood_kind=kind, metric=metric, value=float(np.mean(kind_values))))
+        rows.append(
+            dict(
+                benchmark=bench,
+                representation=rep,
+                seed=seed,
+                detector=det,
+                ood_set=KIND_ROWS[kind],
+                ood_kind=kind,
+                metric=metric,
+                value=float(np.mean(kind_values)),
+            )
+        )
     return rows
 
 
@@ -210,7 +240,9 @@ def _conformal(
         rng = np.random.default_rng(seed)
         idx = rng.permutation(len(data.X_val))
         half = len(idx) // 2
-        det = registry.make(det.name, det.get_params()).fit(data.X_val[idx[:half]], data.y_val[idx[:half]], head=data.head)
+        det = registry.make(det.name, det.get_params()).fit(
+            data.X_val[idx[:half]], data.y_val[idx[:half]], head=data.head
+        )
         X_cal = data.X_val[idx[half:]]
     out = []
     for alpha in CONFORMAL_ALPHAS:
@@ -229,12 +261,21 @@ def _conformal(
             dist = betabinom(m, k, n + 1 - k)
             low, high, expected = dist.ppf(0.005) / m, dist.ppf(0.995) / m, k / (n + 1)
         rate = float(np.mean(flags))
-        out.append({
-            "alpha": alpha, "false_alarm_rate": rate, "band_low": float(low), "band_high": float(high),
-            "n_test": m, "n_calibration": n, "detector": label, "expected": float(expected),
-            "within_band": bool(low - 1e-12 <= rate <= high + 1e-12), "seed": seed,
-            "band": "exact 99% Beta-binomial band of the false-alarm rate (marginal conformal p-values, continuous scores)",
-        })
+        out.append(
+            {
+                "alpha": alpha,
+                "false_alarm_rate": rate,
+                "band_low": float(low),
+                "band_high": float(high),
+                "n_test": m,
+                "n_calibration": n,
+                "detector": label,
+                "expected": float(expected),
+                "within_band": bool(low - 1e-12 <= rate <= high + 1e-12),
+                "seed": seed,
+                "band": "exact 99% Beta-binomial band of the false-alarm rate (marginal conformal p-values, continuous scores)",
+            }
+        )
     return out
 
 
@@ -321,11 +362,27 @@ def run(
 
     from tqdm.auto import tqdm
 
-    state = _Run(name, representation or "", registry, n_bootstrap, raise_errors, config={
-        "benchmark": name, "seeds": seeds, "n_bootstrap": n_bootstrap, "ci": CI_METHOD if n_bootstrap else None,
-        "select": select, "tune": tune, "fixed_data": fixed, "spec": str(spec.path) if spec else None,
-        "data": {}, "id_accuracy": {}, "params": {}, "tuning_seconds": {},
-    })
+    state = _Run(
+        name,
+        representation or "",
+        registry,
+        n_bootstrap,
+        raise_errors,
+        config={
+            "benchmark": name,
+            "seeds": seeds,
+            "n_bootstrap": n_bootstrap,
+            "ci": CI_METHOD if n_bootstrap else None,
+            "select": select,
+            "tune": tune,
+            "fixed_data": fixed,
+            "spec": str(spec.path) if spec else None,
+            "data": {},
+            "id_accuracy": {},
+            "params": {},
+            "tuning_seconds": {},
+        },
+    )
     bar = tqdm(total=None, desc=name, unit="fit", disable=not progress)
     try:
         for i, seed in enumerate(seeds):
@@ -391,8 +448,13 @@ class _Run:
             t0 = time.perf_counter()
             try:
                 sel = select_detector(
-                    data.X_train, data.y_train, data.X_val, data.y_val, head=data.head,
-                    candidates=[(p.name, p.grid) for p in to_validate], seed=seed,
+                    data.X_train,
+                    data.y_train,
+                    data.X_val,
+                    data.y_val,
+                    head=data.head,
+                    candidates=[(p.name, p.grid) for p in to_validate],
+                    seed=seed,
                     logits=data.representation == "logits",
                     _registry=self.registry,
                 )
@@ -412,8 +474,14 @@ class _Run:
         return chosen, sel if select else None
 
     def test(
-        self, i: int, seed: int, data: OpenSetData, planned: list[Planned], chosen: dict[str, dict],
-        sel: Selection | None, bar: Any,
+        self,
+        i: int,
+        seed: int,
+        data: OpenSetData,
+        planned: list[Planned],
+        chosen: dict[str, dict],
+        sel: Selection | None,
+        bar: Any,
     ) -> None:
         """Fit every detector (and take the selected one), score test and OOD; metrics and replicates."""
         correct = None
@@ -441,7 +509,9 @@ class _Run:
                 continue
             elapsed = time.perf_counter() - t0 + (sel.seconds if sel is not None and det_name == AUTO else 0.0)
             self.timings[det_name] = self.timings.get(det_name, 0.0) + elapsed
-            self.rows.extend(_seed_rows(self.name, data.representation, seed, det_name, s_id, s_ood, data.ood_kind, correct))
+            self.rows.extend(
+                _seed_rows(self.name, data.representation, seed, det_name, s_id, s_ood, data.ood_kind, correct)
+            )
             if i == 0:
                 self.scores[det_name] = DetectorScores(det_name, s_id, s_ood, threshold=float(det.offset_))
                 self.first[det_name] = (det, plan)
@@ -454,19 +524,30 @@ class _Run:
             w_id = row_weights(rng, len(data.X_test), self.n_bootstrap)
             w_ood = {k: row_weights(rng, len(X), self.n_bootstrap) for k, X in data.ood.items()}
             for det_name, (s_id, s_ood) in seed_scores.items():
-                self.reps.setdefault(det_name, []).append(_seed_replicates(s_id, s_ood, data.ood_kind, correct, w_id, w_ood))
+                self.reps.setdefault(det_name, []).append(
+                    _seed_replicates(s_id, s_ood, data.ood_kind, correct, w_id, w_ood)
+                )
 
     def result(self, seeds: list[int]) -> BenchResult:
         """The summary over seeds with intervals, and the selection against the best in hindsight."""
-        for key in [k for k in self.errors if k.endswith(" (validation)") and k[: -len(" (validation)")] in self.errors]:
+        for key in [
+            k for k in self.errors if k.endswith(" (validation)") and k[: -len(" (validation)")] in self.errors
+        ]:
             del self.errors[key]  # the detector failed on test too: one message is enough
         if not self.scores:  # a run where nothing worked is a failure, not an empty table
             why = "; ".join(f"{k}: {v}" for k, v in sorted(self.errors.items())) or "no detector was planned"
             raise InputError(f"{self.name}: no detector ran ({why}).")
         result = BenchResult(
-            benchmark=self.name, representation=self.representation, seeds=seeds, rows=self.rows,
-            summary=_summarise(self.rows, self.reps, self.n_bootstrap), scores=self.scores, id_correct=self.id_correct,
-            errors=self.errors, timings=self.timings, config=self.config,
+            benchmark=self.name,
+            representation=self.representation,
+            seeds=seeds,
+            rows=self.rows,
+            summary=_summarise(self.rows, self.reps, self.n_bootstrap),
+            scores=self.scores,
+            id_correct=self.id_correct,
+            errors=self.errors,
+            timings=self.timings,
+            config=self.config,
         )
         if self.selections:
             result.selection = _selection_summary(result, self.selections)
@@ -487,7 +568,9 @@ class _Run:
             self.config["conformal_detector"] = "best mean near/far AUROC on test (no selection was run)"
         if target is not None and label is not None:
             det, _ = self.first[target]
-            result.conformal = _conformal(det, self.first_data, type(det).fits_on_validation, label, seed, self.registry)
+            result.conformal = _conformal(
+                det, self.first_data, type(det).fits_on_validation, label, seed, self.registry
+            )
 
 
 def _summarise(rows: list[dict], reps: dict[str, list], n_bootstrap: int) -> list[dict]:
@@ -502,11 +585,20 @@ def _summarise(rows: list[dict], reps: dict[str, list], n_bootstrap: int) -> lis
             if per_seed:
                 ci_low, ci_high = hierarchical_ci(per_seed, np.random.default_rng(_CI_SEED))
         first = rs[0]
-        summary.append(dict(
-            benchmark=first["benchmark"], representation=first["representation"], detector=det, ood_set=ood_set,
-            ood_kind=first["ood_kind"], metric=metric, mean=float(np.mean([r["value"] for r in rs])),
-            ci_low=ci_low, ci_high=ci_high, n_seeds=len(rs),
-        ))
+        summary.append(
+            dict(
+                benchmark=first["benchmark"],
+                representation=first["representation"],
+                detector=det,
+                ood_set=ood_set,
+                ood_kind=first["ood_kind"],
+                metric=metric,
+                mean=float(np.mean([r["value"] for r in rs])),
+                ci_low=ci_low,
+                ci_high=ci_high,
+                n_seeds=len(rs),
+            )
+        )
     return summary
 
 
@@ -516,9 +608,18 @@ def _selection_summary(result: BenchResult, selections: list[tuple[int, Selectio
     others = {k: v for k, v in overall.items() if k != AUTO}
     seed0, sel0 = selections[0]
     out: dict[str, Any] = {
-        "chosen": sel0.label, "name": sel0.name, "params": sel0.params, "reason": sel0.reason, "method": sel0.method,
-        "validation": dict(sel0.validation), "hindsight_best": None, "chosen_auroc": overall.get(AUTO),
-        "best_auroc": None, "median_auroc": None, "rank": None, "n_detectors": len(others),
+        "chosen": sel0.label,
+        "name": sel0.name,
+        "params": sel0.params,
+        "reason": sel0.reason,
+        "method": sel0.method,
+        "validation": dict(sel0.validation),
+        "hindsight_best": None,
+        "chosen_auroc": overall.get(AUTO),
+        "best_auroc": None,
+        "median_auroc": None,
+        "rank": None,
+        "n_detectors": len(others),
         "criterion": "test AUROC = mean of the near and far averages, mean over seeds",
         "per_seed": [],
     }
@@ -537,9 +638,16 @@ def _selection_summary(result: BenchResult, selections: list[tuple[int, Selectio
     out["verdict"] = _verdict(out)
     for seed, sel in selections:
         vals = per_seed_test.get(seed)
-        out["per_seed"].append({"seed": seed, "chosen": sel.label, "params": sel.params,
-                                "validation_score": sel.validation.get(sel.label),
-                                "test_auroc": float(np.mean(vals)) if vals else None, "seconds": sel.seconds})
+        out["per_seed"].append(
+            {
+                "seed": seed,
+                "chosen": sel.label,
+                "params": sel.params,
+                "validation_score": sel.validation.get(sel.label),
+                "test_auroc": float(np.mean(vals)) if vals else None,
+                "seconds": sel.seconds,
+            }
+        )
     return out
 
 
@@ -553,8 +661,15 @@ def _evidence_of(sel: Selection, names: list[str | None]) -> dict[str, dict[str,
         label = name if name in sel.per_set else None
         if label is None:  # a detector's label carries its tuned parameters, e.g. knn(k=10)
             tuned = sel.tuned.get(name)
-            label = next((k for k in sel.per_set if k.split("(")[0] == name
-                          and (tuned is None or all(f"{p}={v}" in k for p, v in tuned.items() if f"{p}=" in k))), None)
+            label = next(
+                (
+                    k
+                    for k in sel.per_set
+                    if k.split("(")[0] == name
+                    and (tuned is None or all(f"{p}={v}" in k for p, v in tuned.items() if f"{p}=" in k))
+                ),
+                None,
+            )
         if label is not None:
             out[name] = {k: float(v) for k, v in sel.per_set[label].items()}
     return out
@@ -566,15 +681,18 @@ def _verdict(s: dict) -> str:
     if s.get("chosen_auroc") is None or best is None:
         return f"auto-select chose {chosen}; {s.get('reason', '')}"
     regret = s["best_auroc"] - s["chosen_auroc"]
-    head = (f"auto-select chose {chosen} (test AUROC {s['chosen_auroc']:.4f}); the best detector in hindsight was "
-            f"{best} ({s['best_auroc']:.4f}): regret {regret:.4f}, rank {s['rank']} of {s['n_detectors'] + 1}.")
+    head = (
+        f"auto-select chose {chosen} (test AUROC {s['chosen_auroc']:.4f}); the best detector in hindsight was "
+        f"{best} ({s['best_auroc']:.4f}): regret {regret:.4f}, rank {s['rank']} of {s['n_detectors'] + 1}."
+    )
     ev = s.get("evidence") or {}
 
     def brief(name):
         sets = ev.get(name) or {}
         held = [v for k, v in sets.items() if k.startswith("held-out classes")]
         parts = ([f"held-out classes {np.mean(held):.3f}"] if held else []) + [
-            f"{k} {v:.3f}" for k, v in sorted(sets.items()) if not k.startswith("held-out classes")]
+            f"{k} {v:.3f}" for k, v in sorted(sets.items()) if not k.startswith("held-out classes")
+        ]
         return ", ".join(parts)
 
     if ev.get(chosen):
@@ -596,38 +714,69 @@ def _markdown(result: BenchResult) -> str:
     if acc:
         lines.append(f"Closed-set accuracy on ID test: {np.mean(list(acc.values())):.4f} (mean over seeds).")
     lines += ["", "## AUROC (higher is better; overall = mean of near and far)", "", result.to_markdown("auroc")]
-    lines += ["## FPR@95 (OOD positive: share of ID flagged when 95% of OOD is caught; lower is better)", "",
-              result.to_markdown("fpr95")]
-    ci = [r for r in result.summary if r["metric"] == "auroc" and r["ood_set"].endswith("(mean)") and r["ci_low"] is not None]
+    lines += [
+        "## FPR@95 (OOD positive: share of ID flagged when 95% of OOD is caught; lower is better)",
+        "",
+        result.to_markdown("fpr95"),
+    ]
+    ci = [
+        r
+        for r in result.summary
+        if r["metric"] == "auroc" and r["ood_set"].endswith("(mean)") and r["ci_low"] is not None
+    ]
     if ci:
-        lines += ["## AUROC with 95% intervals", "", "| detector | set | mean | 95% CI | seeds |", "|---|---|---|---|---|"]
+        lines += [
+            "## AUROC with 95% intervals",
+            "",
+            "| detector | set | mean | 95% CI | seeds |",
+            "|---|---|---|---|---|",
+        ]
         order = {r["detector"]: i for i, r in enumerate(result.leaderboard())}
         for r in sorted(ci, key=lambda r: (order.get(r["detector"], 1e9), r["ood_set"])):
-            lines.append(f"| {r['detector']} | {r['ood_set']} | {r['mean']:.4f} | [{r['ci_low']:.4f}, {r['ci_high']:.4f}] | {r['n_seeds']} |")
+            lines.append(
+                f"| {r['detector']} | {r['ood_set']} | {r['mean']:.4f} | [{r['ci_low']:.4f}, {r['ci_high']:.4f}] | {r['n_seeds']} |"
+            )
         lines.append("")
     sel = result.selection
     if sel:
-        lines += ["## Automatic selection (validation data only)", "", f"Chosen: **{sel['chosen']}** — {sel['reason']}", ""]
+        lines += [
+            "## Automatic selection (validation data only)",
+            "",
+            f"Chosen: **{sel['chosen']}** — {sel['reason']}",
+            "",
+        ]
         if sel.get("verdict"):
             lines += [f"Verdict: {sel['verdict']}", ""]
         if sel.get("hindsight_best") is not None:
             chosen = "n/a" if sel["chosen_auroc"] is None else f"{sel['chosen_auroc']:.4f}"
-            lines.append(f"Test AUROC of the selected detector (`{AUTO}`, per-seed choices): {chosen}; best in hindsight: "
-                         f"{sel['hindsight_best']} {sel['best_auroc']:.4f}; median detector {sel['median_auroc']:.4f}; "
-                         f"rank {sel['rank']} of {sel['n_detectors'] + 1}.")
+            lines.append(
+                f"Test AUROC of the selected detector (`{AUTO}`, per-seed choices): {chosen}; best in hindsight: "
+                f"{sel['hindsight_best']} {sel['best_auroc']:.4f}; median detector {sel['median_auroc']:.4f}; "
+                f"rank {sel['rank']} of {sel['n_detectors'] + 1}."
+            )
             lines.append("")
     if result.conformal:
-        lines += ["## Conformal false-alarm check on held-out ID test rows", "",
-                  "| detector | alpha | false-alarm rate | exact 99% band | n_cal | n_test |", "|---|---|---|---|---|---|"]
+        lines += [
+            "## Conformal false-alarm check on held-out ID test rows",
+            "",
+            "| detector | alpha | false-alarm rate | exact 99% band | n_cal | n_test |",
+            "|---|---|---|---|---|---|",
+        ]
         for c in result.conformal:
-            lines.append(f"| {c['detector']} | {c['alpha']} | {c['false_alarm_rate']:.4f} | "
-                         f"[{c['band_low']:.4f}, {c['band_high']:.4f}] | {c['n_calibration']} | {c['n_test']} |")
+            lines.append(
+                f"| {c['detector']} | {c['alpha']} | {c['false_alarm_rate']:.4f} | "
+                f"[{c['band_low']:.4f}, {c['band_high']:.4f}] | {c['n_calibration']} | {c['n_test']} |"
+            )
         lines.append("")
     if result.errors:
         lines += ["## Skipped or failed", ""] + [f"- **{k}**: {v}" for k, v in sorted(result.errors.items())] + [""]
     if result.timings:
-        lines += ["## Seconds per detector (fit + score, all seeds)", "",
-                  ", ".join(f"{k} {v:.2f}" for k, v in sorted(result.timings.items(), key=lambda kv: -kv[1])), ""]
+        lines += [
+            "## Seconds per detector (fit + score, all seeds)",
+            "",
+            ", ".join(f"{k} {v:.2f}" for k, v in sorted(result.timings.items(), key=lambda kv: -kv[1])),
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -642,8 +791,12 @@ def write(result: BenchResult, out_dir: str | Path) -> dict[str, Path]:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"Could not create the output folder {out}: {exc}") from None
-    files = {"results.csv": out / "results.csv", "rows.csv": out / "rows.csv",
-             "results.json": out / "results.json", "results.md": out / "results.md"}
+    files = {
+        "results.csv": out / "results.csv",
+        "rows.csv": out / "rows.csv",
+        "results.json": out / "results.json",
+        "results.md": out / "results.md",
+    }
     try:
         report = __import__("unseen.report", fromlist=["write"])
         report_write = report.write

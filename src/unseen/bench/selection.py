@@ -58,9 +58,9 @@ from typing import Any
 import numpy as np
 
 from .._validation import as_float_array, check_head, check_labels
-from ..metrics import auroc
 from ..base import DataShape, Detector
 from ..exceptions import InputError
+from ..metrics import auroc
 from ._plan import Registry, plan_detectors
 
 __all__ = ["Candidate", "Selection", "candidate_label", "select"]
@@ -138,7 +138,9 @@ class Selection:
 
     def __repr__(self) -> str:
         score = self.validation.get(self.label)
-        return f"Selection({self.label!r}, validation={score:.4f})" if score is not None else f"Selection({self.label!r})"
+        return (
+            f"Selection({self.label!r}, validation={score:.4f})" if score is not None else f"Selection({self.label!r})"
+        )
 
 
 def candidate_label(name: str, params: Mapping[str, Any], varied: Sequence[str] = ()) -> str:
@@ -203,22 +205,24 @@ def _ood_sets(ood_val: Any, d: int) -> dict[str, np.ndarray]:
     for k, v in sets.items():
         X = as_float_array(v, owner="select", what=f"ood_val[{k!r}]")
         if X.shape[1] != d:
-            raise InputError(f"select: ood_val[{k!r}] has {X.shape[1]} features but X_train has {d}; validation "
-                             "outliers must be features from the same encoder and layer.")
+            raise InputError(
+                f"select: ood_val[{k!r}] has {X.shape[1]} features but X_train has {d}; validation "
+                "outliers must be features from the same encoder and layer."
+            )
         out[str(k)] = X
     return out
 
 
-def _candidates(
-    candidates: Any, shape: DataShape, registry: Registry
-) -> tuple[list[Candidate], dict[str, str]]:
+def _candidates(candidates: Any, shape: DataShape, registry: Registry) -> tuple[list[Candidate], dict[str, str]]:
     """Normalise ``candidates`` to a list of :class:`Candidate` (grid points with labels) and skipped names."""
     if candidates is None:
         planned, skipped = plan_detectors(shape, registry=registry)
         pairs = [(p.name, point) for p in planned for point in p.grid]
     else:
         if isinstance(candidates, (str, bytes)):
-            raise InputError(f"select: candidates must be a list of detector names or (name, params) pairs, got {candidates!r}.")
+            raise InputError(
+                f"select: candidates must be a list of detector names or (name, params) pairs, got {candidates!r}."
+            )
         items = candidates.items() if isinstance(candidates, Mapping) else candidates
         wanted: list[tuple[str, dict | None]] = []  # None: the detector's default grid
         for item in items:
@@ -243,7 +247,8 @@ def _candidates(
         for n, point in wanted:
             if n in runnable:
                 pairs.extend((n, dict(g)) for g in runnable[n].grid) if point is None else pairs.append(
-                    (n, {**runnable[n].params, **point}))
+                    (n, {**runnable[n].params, **point})
+                )
     if not pairs:
         raise InputError(
             "select: no candidate detector can run on this data"
@@ -364,15 +369,26 @@ def _held_out_tasks(
         cols = kept if columns_are_classes else slice(None)
         tasks.append(
             _Task(
-                X_fit=X_tr[tr][:, cols], y_fit=remap[y_tr[tr]], head=task_head, X_id=X_va[va_in][:, cols],
-                y_id=remap[y_va[va_in]], ood={f"{HELD_OUT} {sorted(held.tolist())}": X_va[va_out][:, cols]},
+                X_fit=X_tr[tr][:, cols],
+                y_fit=remap[y_tr[tr]],
+                head=task_head,
+                X_id=X_va[va_in][:, cols],
+                y_id=remap[y_va[va_in]],
+                ood={f"{HELD_OUT} {sorted(held.tolist())}": X_va[va_out][:, cols]},
                 group={f"{HELD_OUT} {sorted(held.tolist())}": "near"},
             )
         )
-    how = (f"{len(tasks)} folds each holding out about {classes.size // min(N_FOLDS, classes.size)} of "
-           f"{classes.size} known classes" + (f" ({repeats} partitions)" if repeats > 1 else "")
-           + (" (head refitted on the kept classes)" if head is not None else "")
-           + (" (the held-out classes' logit columns removed)" if columns_are_classes else "")) if tasks else ""
+    how = (
+        (
+            f"{len(tasks)} folds each holding out about {classes.size // min(N_FOLDS, classes.size)} of "
+            f"{classes.size} known classes"
+            + (f" ({repeats} partitions)" if repeats > 1 else "")
+            + (" (head refitted on the kept classes)" if head is not None else "")
+            + (" (the held-out classes' logit columns removed)" if columns_are_classes else "")
+        )
+        if tasks
+        else ""
+    )
     return tasks, how
 
 
@@ -389,7 +405,12 @@ def _criterion(aurocs: dict[str, float], group: dict[str, str]) -> float:
 
 
 def _fit(
-    cand: Candidate, X: np.ndarray, y: np.ndarray | None, head: Any, X_val: np.ndarray, y_val: np.ndarray | None,
+    cand: Candidate,
+    X: np.ndarray,
+    y: np.ndarray | None,
+    head: Any,
+    X_val: np.ndarray,
+    y_val: np.ndarray | None,
     registry: Registry,
 ) -> Detector:
     """Fit a candidate as the benchmark does: labels when known, the head when it uses one, temperature on val."""
@@ -486,10 +507,13 @@ def select(
     split = _Split.of(X_train, y_train, X_val, y_val, head, rng)
     registry = _registry or Registry()
     if logits and split.y_fit is not None and int(split.y_fit.max()) >= split.X_fit.shape[1]:
-        raise InputError(f"select: logits=True but label {int(split.y_fit.max())} has no column among the "
-                         f"{split.X_fit.shape[1]} logits; labels must index the logit columns.")
-    shape = DataShape.of(split.X_fit, split.y_fit, split.head, has_val_labels=split.y_val is not None,
-                         features_are_logits=logits)
+        raise InputError(
+            f"select: logits=True but label {int(split.y_fit.max())} has no column among the "
+            f"{split.X_fit.shape[1]} logits; labels must index the logit columns."
+        )
+    shape = DataShape.of(
+        split.X_fit, split.y_fit, split.head, has_val_labels=split.y_val is not None, features_are_logits=logits
+    )
     cands, skipped = _candidates(candidates, shape, registry)
     tasks, method = _tasks(split, ood_val, rng, logits)
     per_set, score, errors = _validate(cands, tasks, registry, progress)
@@ -547,7 +571,9 @@ class _Split:
         head = None if head is None else check_head(head, d, owner="select")
         if X_val is None:
             if y_val is not None:
-                raise InputError("select: y_val was given without X_val; pass both, or neither (20% of X_train is held out).")
+                raise InputError(
+                    "select: y_val was given without X_val; pass both, or neither (20% of X_train is held out)."
+                )
             fit_idx, val_idx = _split_val(rng, n, y_train)
             X_fit, X_val = X_train[fit_idx], X_train[val_idx]
             y_fit = None if y_train is None else y_train[fit_idx]
@@ -561,8 +587,18 @@ class _Split:
         rows = max(500, min(MAX_TRAIN_ROWS, MAX_TASK_VALUES // d))
         tr = _subsample(rng, X_fit.shape[0], rows, y_fit)
         va = _subsample(rng, X_val.shape[0], min(MAX_VAL_ROWS, max(rows // 2, 250)), y_val)
-        return cls(X_fit, y_fit, X_val, y_val, head, X_fit[tr], None if y_fit is None else y_fit[tr], X_val[va],
-                   None if y_val is None else y_val[va], note)
+        return cls(
+            X_fit,
+            y_fit,
+            X_val,
+            y_val,
+            head,
+            X_fit[tr],
+            None if y_fit is None else y_fit[tr],
+            X_val[va],
+            None if y_val is None else y_val[va],
+            note,
+        )
 
 
 def _tasks(split: _Split, ood_val: Any, rng: np.random.Generator, logits: bool = False) -> tuple[list[_Task], str]:
@@ -571,7 +607,10 @@ def _tasks(split: _Split, ood_val: Any, rng: np.random.Generator, logits: bool =
     if ood_val is not None:
         sets = _ood_sets(ood_val, X_tr.shape[1])
         tasks = [_Task(X_tr, y_tr, head, X_va, y_va, sets, {k: "val" for k in sets})]
-        return tasks, f"{split.note}real validation outliers: {', '.join(f'{k} ({len(v)} rows)' for k, v in sets.items())}"
+        return (
+            tasks,
+            f"{split.note}real validation outliers: {', '.join(f'{k} ({len(v)} rows)' for k, v in sets.items())}",
+        )
     tasks, held_how = [], ""
     if y_tr is not None and y_va is not None:
         repeats = HELD_OUT_REPEATS if X_tr.shape[1] <= 512 else 1  # wide features: one partition (cost; as measured)
@@ -582,10 +621,16 @@ def _tasks(split: _Split, ood_val: Any, rng: np.random.Generator, logits: bool =
     kinds = [held_how] if held_how else []
     kinds.append(f"{INTERPOLATION} (rows moved partway toward another class's mean; {between_how})")
     tasks.append(_Task(X_tr, y_tr, head, X_va, y_va, synthetic, group))
-    method = (f"{split.note}synthetic outliers from ID data only: " + "; ".join(kinds)
-              + (f"; score = mean of the {HELD_OUT} AUROC (folds averaged) and the {INTERPOLATION} AUROC" if held_how
-                 else f"; score = the {INTERPOLATION} AUROC")
-              + f"; {PERMUTATION} (columns shuffled independently) is reported, not scored")
+    method = (
+        f"{split.note}synthetic outliers from ID data only: "
+        + "; ".join(kinds)
+        + (
+            f"; score = mean of the {HELD_OUT} AUROC (folds averaged) and the {INTERPOLATION} AUROC"
+            if held_how
+            else f"; score = the {INTERPOLATION} AUROC"
+        )
+        + f"; {PERMUTATION} (columns shuffled independently) is reported, not scored"
+    )
     return tasks, method
 
 
@@ -608,8 +653,10 @@ def _validate(
         per_set[cand.label] = aurocs
         score[cand.label] = _criterion(aurocs, groups)
     if not score:
-        raise InputError("select: every candidate failed on the validation tasks: "
-                         + "; ".join(f"{k}: {v}" for k, v in errors.items()))
+        raise InputError(
+            "select: every candidate failed on the validation tasks: "
+            + "; ".join(f"{k}: {v}" for k, v in errors.items())
+        )
     return per_set, score, errors
 
 
@@ -623,8 +670,14 @@ def _best_settings(cands: list[Candidate], score: dict[str, float]) -> dict[str,
 
 
 def _try_ensemble(
-    ranked: list[Candidate], tasks: list[_Task], groups: dict[str, str], registry: Registry, score: dict[str, float],
-    per_set: dict[str, dict[str, float]], validation: dict[str, float], errors: dict[str, str],
+    ranked: list[Candidate],
+    tasks: list[_Task],
+    groups: dict[str, str],
+    registry: Registry,
+    score: dict[str, float],
+    per_set: dict[str, dict[str, float]],
+    validation: dict[str, float],
+    errors: dict[str, str],
 ) -> tuple[Candidate, str]:
     """An ECDF ensemble of the best detectors of up to ENSEMBLE_SIZE families; it replaces the best single
     detector when it validates higher by more than ENSEMBLE_MARGIN. Returns the winner and a note."""
@@ -652,20 +705,30 @@ def _try_ensemble(
     if gain > ENSEMBLE_MARGIN:
         return ens, f"; it beats the best single detector {best.label} ({score[best.label]:.4f}) by {gain:.4f}"
     if gain > 0:
-        return best, (f"; {label} scored {score[label]:.4f}, only {gain:.4f} higher "
-                      f"(below the {ENSEMBLE_MARGIN} margin), so the single detector is kept")
+        return best, (
+            f"; {label} scored {score[label]:.4f}, only {gain:.4f} higher "
+            f"(below the {ENSEMBLE_MARGIN} margin), so the single detector is kept"
+        )
     return best, ""
 
 
 def _reason(
-    winner: Candidate, win_label: str, ranked: list[Candidate], score: dict[str, float], sets: dict[str, float],
-    ens_note: str, method: str,
+    winner: Candidate,
+    win_label: str,
+    ranked: list[Candidate],
+    score: dict[str, float],
+    sets: dict[str, float],
+    ens_note: str,
+    method: str,
 ) -> str:
     """One sentence: the winner's validation score per set, the runner-up, the ensemble, the outliers."""
     win_score = score[winner.label]
     singles = [(c.name, score[c.label]) for c in ranked if c.name != win_label]
-    detail = ", ".join(f"{k} {v:.3f}" + (" (not scored)" if k == PERMUTATION and INTERPOLATION in sets else "")
-                       for k, v in sorted(sets.items()) if not k.startswith(HELD_OUT))
+    detail = ", ".join(
+        f"{k} {v:.3f}" + (" (not scored)" if k == PERMUTATION and INTERPOLATION in sets else "")
+        for k, v in sorted(sets.items())
+        if not k.startswith(HELD_OUT)
+    )
     held = [v for k, v in sets.items() if k.startswith(HELD_OUT)]
     if held:
         detail = f"{HELD_OUT} {np.mean(held):.3f}" + (f", {detail}" if detail else "")

@@ -50,7 +50,19 @@ from ..io import read_array, read_head, read_table_features
 __all__ = ["Spec", "load_spec", "SPEC_SUFFIXES"]
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".toml")
-TOP_KEYS = ("name", "representation", "description", "train", "val", "test", "head", "ood", "detectors", "seeds", "params")
+TOP_KEYS = (
+    "name",
+    "representation",
+    "description",
+    "train",
+    "val",
+    "test",
+    "head",
+    "ood",
+    "detectors",
+    "seeds",
+    "params",
+)
 SPLIT_KEYS = ("features", "labels", "key", "labels_key", "label_column")
 OOD_KEYS = (*SPLIT_KEYS, "kind")
 _FEATURE_KEYS, _LABEL_KEYS, _LABEL_COLUMNS = ("features", "X"), ("labels", "y"), ("label", "labels", "y")
@@ -90,7 +102,9 @@ class _Reader:
         p = Path(value)
         p = p if p.is_absolute() else self.root / p
         if not p.is_file():
-            raise self.fail(where, f"file {p} does not exist; fix the path (relative to the spec's folder {self.root}).")
+            raise self.fail(
+                where, f"file {p} does not exist; fix the path (relative to the spec's folder {self.root})."
+            )
         return p
 
     def array(self, path: Path, key: str | None, where: str, *, candidates: tuple[str, ...] = ()) -> np.ndarray:
@@ -100,8 +114,11 @@ class _Reader:
             if len(names) > 1:
                 key = next((k for k in candidates if k in names), None)
                 if key is None:
-                    raise self.fail(where, f"{path.name} holds arrays {names} and none is named {' or '.join(candidates)}; "
-                                    f"name the array with key: ...")
+                    raise self.fail(
+                        where,
+                        f"{path.name} holds arrays {names} and none is named {' or '.join(candidates)}; "
+                        f"name the array with key: ...",
+                    )
         try:
             return read_array(path, key)
         except InputError as exc:
@@ -140,7 +157,9 @@ class _Reader:
             labels = self.array(lpath, table.get("labels_key"), f"{where}.labels", candidates=_LABEL_KEYS)
         X = np.asarray(X)
         if X.ndim != 2:
-            raise self.fail(f"{where}.features", f"expected a 2-D feature matrix (rows x features), got shape {X.shape}.")
+            raise self.fail(
+                f"{where}.features", f"expected a 2-D feature matrix (rows x features), got shape {X.shape}."
+            )
         if not np.issubdtype(X.dtype, np.number):
             raise self.fail(f"{where}.features", f"expected numeric features, got dtype {X.dtype}.")
         if labels is not None:
@@ -149,8 +168,11 @@ class _Reader:
         if ood:
             kind = table.get("kind")
             if kind is None:
-                raise self.fail(where, f"missing 'kind': one of {', '.join(OOD_KINDS)} (near: unseen classes of the same "
-                                "kind; far: other data; covariate: known classes under a shift).")
+                raise self.fail(
+                    where,
+                    f"missing 'kind': one of {', '.join(OOD_KINDS)} (near: unseen classes of the same "
+                    "kind; far: other data; covariate: known classes under a shift).",
+                )
             if kind not in OOD_KINDS:
                 raise self.fail(f"{where}.kind", f"unknown kind {kind!r}; expected one of {', '.join(OOD_KINDS)}.")
         return X, labels, kind
@@ -170,13 +192,18 @@ class _Reader:
         if y.ndim != 1:
             raise self.fail(f"{where}.labels", f"expected one label per row (1-D), got shape {y.shape}.")
         if y.shape[0] != n:
-            raise self.fail(f"{where}.labels", f"{y.shape[0]} labels for {n} feature rows; give one label per row of features.")
+            raise self.fail(
+                f"{where}.labels", f"{y.shape[0]} labels for {n} feature rows; give one label per row of features."
+            )
         if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
             y = y.astype(np.int64)
         if not np.issubdtype(y.dtype, np.integer) or (y.size and y.min() < 0):
-            raise self.fail(f"{where}.labels", f"expected non-negative integer class labels, got dtype {y.dtype}"
-                            f"{f' (min {y.min()})' if np.issubdtype(y.dtype, np.number) and y.size else ''}; "
-                            "encode classes as 0..C-1.")
+            raise self.fail(
+                f"{where}.labels",
+                f"expected non-negative integer class labels, got dtype {y.dtype}"
+                f"{f' (min {y.min()})' if np.issubdtype(y.dtype, np.number) and y.size else ''}; "
+                "encode classes as 0..C-1.",
+            )
         return y.astype(np.int64)
 
 
@@ -193,7 +220,9 @@ def _parse(path: Path) -> dict:
         try:
             import yaml
         except ImportError as exc:
-            raise MissingDependencyError("YAML specs need PyYAML: pip install pyyaml (or write the spec as .toml)") from exc
+            raise MissingDependencyError(
+                "YAML specs need PyYAML: pip install pyyaml (or write the spec as .toml)"
+            ) from exc
         try:
             doc = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -233,15 +262,25 @@ def load_spec(path: str | Path) -> Spec:
     r.check_keys(doc, TOP_KEYS, "top level")
     for key in ("train", "test", "ood"):
         if key not in doc:
-            raise r.fail("top level", f"missing '{key}'" + (": a table of named OOD sets, e.g. ood: {svhn: {features: svhn.npy, "
-                                                            "kind: far}}" if key == "ood" else f": give the {key} features."))
+            raise r.fail(
+                "top level",
+                f"missing '{key}'"
+                + (
+                    ": a table of named OOD sets, e.g. ood: {svhn: {features: svhn.npy, kind: far}}"
+                    if key == "ood"
+                    else f": give the {key} features."
+                ),
+            )
     X_tr, y_tr, _ = r.split(doc["train"], "train")
     d = X_tr.shape[1]
 
     def same_dims(X: np.ndarray, where: str) -> None:
         if X.shape[1] != d:
-            raise r.fail(f"{where}.features", f"{X.shape[1]} features per row, but train has {d}; every split must come "
-                         "from the same encoder / layer.")
+            raise r.fail(
+                f"{where}.features",
+                f"{X.shape[1]} features per row, but train has {d}; every split must come "
+                "from the same encoder / layer.",
+            )
 
     X_te, y_te, _ = r.split(doc["test"], "test")
     same_dims(X_te, "test")
@@ -258,10 +297,14 @@ def load_spec(path: str | Path) -> Spec:
         fit_idx = np.setdiff1d(np.arange(len(X_tr)), val_idx)
         X_va, y_va = X_tr[val_idx], None if y_tr is None else y_tr[val_idx]
         X_tr, y_tr = X_tr[fit_idx], None if y_tr is None else y_tr[fit_idx]
-        description = (description + " " if description else "") + "Validation: 20% of the training rows (stratified, seed 0)."
+        description = (
+            description + " " if description else ""
+        ) + "Validation: 20% of the training rows (stratified, seed 0)."
     if (y_tr is None) != (y_va is None):
-        raise r.fail("val" if y_va is None else "train", "labels are given for one of train/val but not the other; give "
-                     "labels for both or for neither.")
+        raise r.fail(
+            "val" if y_va is None else "train",
+            "labels are given for one of train/val but not the other; give labels for both or for neither.",
+        )
     head = None
     if doc.get("head") is not None:
         hpath = r.file(doc["head"], "head")
@@ -273,13 +316,19 @@ def load_spec(path: str | Path) -> Spec:
         b = np.zeros(W.shape[0]) if b is None else np.asarray(b, dtype=np.float64).ravel()
         if W.ndim != 2 or W.shape[1] != d:
             transposed = W.ndim == 2 and W.shape[0] == d
-            raise r.fail("head", f"W has shape {W.shape}, expected (n_classes, {d}) for {d}-dimensional features"
-                         + ("; it looks transposed: save W.T." if transposed else "."))
+            raise r.fail(
+                "head",
+                f"W has shape {W.shape}, expected (n_classes, {d}) for {d}-dimensional features"
+                + ("; it looks transposed: save W.T." if transposed else "."),
+            )
         if b.shape != (W.shape[0],):
             raise r.fail("head", f"b has shape {b.shape}, expected ({W.shape[0]},), one bias per row of W.")
         for where, y in (("train", y_tr), ("val", y_va), ("test", y_te)):
             if y is not None and y.size and y.max() >= W.shape[0]:
-                raise r.fail(f"{where}.labels", f"label {int(y.max())} but the head has only {W.shape[0]} classes (0..{W.shape[0] - 1}).")
+                raise r.fail(
+                    f"{where}.labels",
+                    f"label {int(y.max())} but the head has only {W.shape[0]} classes (0..{W.shape[0] - 1}).",
+                )
         head = (W, b)
     if not isinstance(doc["ood"], Mapping) or not doc["ood"]:
         raise r.fail("ood", "expected a table of named OOD sets, e.g. ood: {svhn: {features: svhn.npy, kind: far}}.")
@@ -302,24 +351,41 @@ def load_spec(path: str | Path) -> Spec:
         for name in detectors:
             if name.lower().replace("-", "_") not in known:
                 close = difflib.get_close_matches(name, known, n=1)
-                raise r.fail("detectors", f"unknown detector {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
-                             + f"; available: {', '.join(known)}.")
+                raise r.fail(
+                    "detectors",
+                    f"unknown detector {name!r}"
+                    + (f" (did you mean {close[0]!r}?)" if close else "")
+                    + f"; available: {', '.join(known)}.",
+                )
     seeds = doc.get("seeds")
     if seeds is not None:
         if isinstance(seeds, int) and not isinstance(seeds, bool):
             seeds = [seeds]
-        if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        if (
+            not isinstance(seeds, list)
+            or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+        ):
             raise r.fail("seeds", f"expected a list of integers, e.g. [0, 1, 2], got {seeds!r}.")
     params = doc.get("params") or {}
     if not isinstance(params, Mapping) or not all(isinstance(v, Mapping) for v in params.values()):
-        raise r.fail("params", f"expected a table of detector -> parameters, e.g. params: {{knn: {{k: 10}}}}, got {params!r}.")
+        raise r.fail(
+            "params", f"expected a table of detector -> parameters, e.g. params: {{knn: {{k: 10}}}}, got {params!r}."
+        )
     classes = [int(y.max()) + 1 for y in (y_tr, y_va, y_te) if y is not None and y.size]
     data = OpenSetData(
         name=str(doc.get("name") or path.stem),
         representation=str(doc.get("representation") or "features"),
         seed=int(seeds[0]) if seeds else 0,
-        X_train=X_tr, y_train=y_tr, X_val=X_va, y_val=y_va, X_test=X_te, y_test=y_te,
-        ood=ood, ood_kind=kinds, head=head,
+        X_train=X_tr,
+        y_train=y_tr,
+        X_val=X_va,
+        y_val=y_va,
+        X_test=X_te,
+        y_test=y_te,
+        ood=ood,
+        ood_kind=kinds,
+        head=head,
         class_names=[str(c) for c in range(max(classes))] if classes else [],
         ood_labels=ood_labels,
         description=description,

@@ -52,8 +52,7 @@ class DataFile:
 
     def same_table(self, other: DataFile | None) -> bool:
         """Whether ``other`` names a column of the same Parquet file."""
-        return (other is not None and self.path.suffix == ".parquet"
-                and other.path.resolve() == self.path.resolve())
+        return other is not None and self.path.suffix == ".parquet" and other.path.resolve() == self.path.resolve()
 
 
 def parse_data_file(text: str) -> DataFile:
@@ -199,8 +198,10 @@ def read_features_and_labels(
         return read_features(features, mmap=mmap), None
     if features.same_table(labels):
         if labels.key is None:
-            raise InputError(f"--labels {labels} names the features file itself; name its label column: "
-                             f"--labels {labels.path}:COLUMN.")
+            raise InputError(
+                f"--labels {labels} names the features file itself; name its label column: "
+                f"--labels {labels.path}:COLUMN."
+            )
         return io.read_features(features.path, features.key, labels.key)
     return read_features(features, mmap=mmap), read_labels(labels)
 
@@ -236,8 +237,10 @@ def load_detector(path: Path) -> Any:
 
     model = load_model(path)
     if isinstance(model, OpenSetClassifier):
-        raise InputError(f"{path} is an open-set classifier, not a detector saved by unseen fit; use it with unseen "
-                         "openset predict, or refit with unseen openset fit.")
+        raise InputError(
+            f"{path} is an open-set classifier, not a detector saved by unseen fit; use it with unseen "
+            "openset predict, or refit with unseen openset fit."
+        )
     if not isinstance(model, Detector):
         raise InputError(f"{path} holds a {type(model).__name__}, not a detector saved by unseen fit.")
     return model
@@ -284,8 +287,13 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, show_he
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(box=box.SIMPLE_HEAD if show_header else None, show_header=show_header, pad_edge=False,
-                  show_edge=False, header_style="bold")
+    table = Table(
+        box=box.SIMPLE_HEAD if show_header else None,
+        show_header=show_header,
+        pad_edge=False,
+        show_edge=False,
+        header_style="bold",
+    )
     for name in header:
         table.add_column(name, no_wrap=name != header[-1])
     for row in rows:

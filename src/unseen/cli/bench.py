@@ -55,13 +55,17 @@ def bench(
     ] = None,
     detectors: Annotated[
         NameList | None,
-        typer.Option(parser=parse_names, metavar="A,B,...",
-                     help="comma-separated detector names (default: all that can run)"),
+        typer.Option(
+            parser=parse_names, metavar="A,B,...", help="comma-separated detector names (default: all that can run)"
+        ),
     ] = None,
     seeds: Annotated[
         IntList | None,
-        typer.Option(parser=int_list("integer seeds", "--seeds 0,1,2"), metavar="S,T,...",
-                     help="comma-separated seeds (default: the spec's, else 0,1,2)"),
+        typer.Option(
+            parser=int_list("integer seeds", "--seeds 0,1,2"),
+            metavar="S,T,...",
+            help="comma-separated seeds (default: the spec's, else 0,1,2)",
+        ),
     ] = None,
     bootstrap: Annotated[
         int, typer.Option(metavar="N", help="bootstrap replicates for the intervals (0: none)")
@@ -91,22 +95,30 @@ def bench(
         out_dir=out,
         progress=not quiet,
     )
-    say(f"{result.benchmark} ({result.representation}), seeds {result.seeds}: AUROC, overall = mean of near and far\n",
-        result.to_markdown("auroc"))
+    say(
+        f"{result.benchmark} ({result.representation}), seeds {result.seeds}: AUROC, overall = mean of near and far\n",
+        result.to_markdown("auroc"),
+    )
     sel = result.selection
     if sel:
         line = f"selected on validation data: {sel['chosen']}"
         if sel.get("chosen_auroc") is not None and sel.get("best_auroc") is not None:
-            line += (f" (test AUROC {sel['chosen_auroc']:.4f}; best in hindsight {sel['hindsight_best']} "
-                     f"{sel['best_auroc']:.4f}; rank {sel['rank']} of {sel['n_detectors'] + 1})")
+            line += (
+                f" (test AUROC {sel['chosen_auroc']:.4f}; best in hindsight {sel['hindsight_best']} "
+                f"{sel['best_auroc']:.4f}; rank {sel['rank']} of {sel['n_detectors'] + 1})"
+            )
         say(line)
         if sel.get("verdict"):
             say(f"verdict: {sel['verdict']}")
     for c in result.conformal:
-        say(f"conformal check ({c['detector']}): alpha {c['alpha']:g} flags {c['false_alarm_rate']:.3f} of held-out "
-            f"ID (99% band {c['band_low']:.3f}-{c['band_high']:.3f})")
+        say(
+            f"conformal check ({c['detector']}): alpha {c['alpha']:g} flags {c['false_alarm_rate']:.3f} of held-out "
+            f"ID (99% band {c['band_low']:.3f}-{c['band_high']:.3f})"
+        )
     if result.errors:
         say("skipped or failed: " + "; ".join(f"{k}: {v}" for k, v in sorted(result.errors.items())))
     if out is not None:
-        say(f"wrote {out}/results.csv, rows.csv, results.json, results.md"
-            + (", report.html" if (out / "report.html").exists() else ""))
+        say(
+            f"wrote {out}/results.csv, rows.csv, results.json, results.md"
+            + (", report.html" if (out / "report.html").exists() else "")
+        )

@@ -32,8 +32,11 @@ def demo(
     seed: Annotated[int, typer.Option(help="seed of the split")] = 0,
     seeds: Annotated[
         IntList | None,
-        typer.Option(parser=int_list("integer seeds", "--seeds 0,1,2"), metavar="S,T,...",
-                     help="several seeds for the suite, e.g. 0,1,2 (slower: features per seed)"),
+        typer.Option(
+            parser=int_list("integer seeds", "--seeds 0,1,2"),
+            metavar="S,T,...",
+            help="several seeds for the suite, e.g. 0,1,2 (slower: features per seed)",
+        ),
     ] = None,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("unseen-demo"),
 ) -> int:

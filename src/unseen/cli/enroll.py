@@ -65,13 +65,16 @@ def enroll(
     forget: Annotated[int | None, typer.Option(metavar="K", help="remove class K")] = None,
     features: Annotated[
         DataFile | None,
-        data_option(f"rows to enroll; with --forget, every row class K was fitted with (exact forgetting): "
-                    f"{FEATURES_HELP}"),
+        data_option(
+            f"rows to enroll; with --forget, every row class K was fitted with (exact forgetting): {FEATURES_HELP}"
+        ),
     ] = None,
     head: Annotated[
         Path | None,
-        typer.Option(help="a new class of a detector that keeps the head (SHE): the retrained head, .npz with W "
-                     "and b, its first rows the fitted head"),
+        typer.Option(
+            help="a new class of a detector that keeps the head (SHE): the retrained head, .npz with W "
+            "and b, its first rows the fitted head"
+        ),
     ] = None,
     calibrate: Annotated[
         DataFile | None,
@@ -95,8 +98,10 @@ def enroll(
         else:
             det.forget(forget)
             if cls.forget_takes_rows:
-                note = (f" (the covariance keeps class {forget}'s spread; pass --features with every row of class "
-                        f"{forget} for the exact refit)")
+                note = (
+                    f" (the covariance keeps class {forget}'s spread; pass --features with every row of class "
+                    f"{forget} for the exact refit)"
+                )
         done = f"forgot class {forget} in"
     else:
         _require(cls, "can_enroll", "enroll new rows")
@@ -135,8 +140,10 @@ def _capable(capability: str) -> list:
 def _require(cls: type, capability: str, verb: str) -> None:
     if not getattr(cls, capability):
         names = ", ".join(info.name for info in _capable(capability))
-        raise InputError(f"{cls.__name__} ({cls.name}) cannot {verb} without refitting. Detectors that can: {names}. "
-                         f"Refit it instead: unseen fit {cls.name} --features ... -o ...")
+        raise InputError(
+            f"{cls.__name__} ({cls.name}) cannot {verb} without refitting. Detectors that can: {names}. "
+            f"Refit it instead: unseen fit {cls.name} --features ... -o ..."
+        )
 
 
 def _state(det) -> str:

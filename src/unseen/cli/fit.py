@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -46,7 +46,9 @@ app = typer.Typer()
 
 @app.command("fit", help="fit a detector on in-distribution features and save it", epilog=examples(EXAMPLES))
 def fit(
-    detector: Annotated[str, typer.Argument(metavar="DETECTOR", help="registry name, e.g. knn (see: unseen detectors)")],
+    detector: Annotated[
+        str, typer.Argument(metavar="DETECTOR", help="registry name, e.g. knn (see: unseen detectors)")
+    ],
     features: Annotated[DataFile, data_option(f"ID training features: {FEATURES_HELP}")],
     output: Annotated[Path, typer.Option("-o", "--output", help="where to save the detector, e.g. knn.unseen")],
     labels: Annotated[DataFile | None, data_option(f"class labels of the rows: {LABELS_HELP}")] = None,
@@ -54,7 +56,9 @@ def fit(
         Path | None, typer.Option(help="classifier head: .npz with arrays W (classes x features) and b")
     ] = None,
     param: Annotated[list[Param] | None, param_option()] = None,
-    tpr: Annotated[float | None, typer.Option(help="fraction of ID data accepted by the threshold (default 0.95)")] = None,
+    tpr: Annotated[
+        float | None, typer.Option(help="fraction of ID data accepted by the threshold (default 0.95)")
+    ] = None,
 ) -> None:
     from ..io import read_head
     from ..registry import get_detector
@@ -68,11 +72,13 @@ def fit(
     with working(f"fitting {det!r} on {np.shape(X)[0]} rows"):
         det.fit(X, y, head=W_b)
     path = save_model(det, output)
-    say(f"fitted {det!r} on {det.n_features_in_}-dimensional features; threshold {det.offset_:.6g} "
-        f"(accepts {det.tpr:.0%} of the fit data); saved to {path}")
+    say(
+        f"fitted {det!r} on {det.n_features_in_}-dimensional features; threshold {det.offset_:.6g} "
+        f"(accepts {det.tpr:.0%} of the fit data); saved to {path}"
+    )
 
 
-class Engine(str, Enum):
+class Engine(StrEnum):
     local = "local"
     ray = "ray"
 
@@ -82,8 +88,10 @@ def score(
     model: Annotated[Path, typer.Argument(metavar="MODEL", help="a saved detector (from unseen fit)")],
     features: Annotated[
         DataFile,
-        data_option(f"features to score: {FEATURES_HELP}; with --engine also a folder or a glob of .parquet/.npy "
-                    "shards (PATH:COLUMN picks a Parquet embedding column)"),
+        data_option(
+            f"features to score: {FEATURES_HELP}; with --engine also a folder or a glob of .parquet/.npy "
+            "shards (PATH:COLUMN picks a Parquet embedding column)"
+        ),
     ],
     output: Annotated[
         Path, typer.Option("-o", "--output", help="scores table: .csv or .parquet; with --engine a folder of shards")
@@ -96,7 +104,9 @@ def score(
         str | None, typer.Option(help="--engine ray: the Ray cluster to join (default: start Ray on this machine)")
     ] = None,
     num_actors: Annotated[int | None, typer.Option(help="--engine ray: actors (default: one per CPU)")] = None,
-    block_rows: Annotated[int | None, typer.Option(help="--engine: rows per block (default: 128 MB of features)")] = None,
+    block_rows: Annotated[
+        int | None, typer.Option(help="--engine: rows per block (default: 128 MB of features)")
+    ] = None,
 ) -> None:
     from ..io import write_scores
 
@@ -107,11 +117,21 @@ def score(
     else:
         from ..scale import score_files
 
-        report = score_files(det, str(features.path), output, engine=engine.value, address=address,
-                             num_actors=num_actors, block_rows=block_rows, feature_column=features.key)
-        say(f"scored {report.rows} rows with {det!r} on {report.engine} ({report.shards} shards written, "
+        report = score_files(
+            det,
+            str(features.path),
+            output,
+            engine=engine.value,
+            address=address,
+            num_actors=num_actors,
+            block_rows=block_rows,
+            feature_column=features.key,
+        )
+        say(
+            f"scored {report.rows} rows with {det!r} on {report.engine} ({report.shards} shards written, "
             f"{report.skipped} already there): {report.unfamiliar} unfamiliar; {report.rows_per_s:,.0f} rows/s; "
-            f"wrote {report.output}")
+            f"wrote {report.output}"
+        )
         return
     X = read_features(features)
     with working(f"scoring {np.shape(X)[0]} rows with {det!r}"):

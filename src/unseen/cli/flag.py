@@ -81,8 +81,10 @@ def flag(
     mode: Annotated[Mode, typer.Option(help="which guarantee (see below)")] = Mode.marginal,
     delta: Annotated[
         float | None,
-        typer.Option(parser=level("--delta"),
-                     help="calibration_conditional: allowed probability of an unlucky calibration set (default 0.1)"),
+        typer.Option(
+            parser=level("--delta"),
+            help="calibration_conditional: allowed probability of an unlucky calibration set (default 0.1)",
+        ),
     ] = None,
     calibration_labels: Annotated[
         DataFile | None, data_option(f"class_conditional: class of each calibration row: {LABELS_HELP}")
@@ -96,8 +98,9 @@ def flag(
     seed: Annotated[int | None, typer.Option(help="seed of the tie-breaking (with --randomize)")] = None,
     bh: Annotated[
         float | None,
-        typer.Option(parser=level("--bh"), metavar="Q",
-                     help="also select rows with Benjamini-Hochberg at false discovery rate Q"),
+        typer.Option(
+            parser=level("--bh"), metavar="Q", help="also select rows with Benjamini-Hochberg at false discovery rate Q"
+        ),
     ] = None,
     output: Annotated[
         Path | None,
@@ -111,6 +114,7 @@ def flag(
         min_calibration_size,
     )
     from ..io import write_scores
+
     mode_name = mode.value
     if seed is not None and not randomize:
         raise UsageError("--seed seeds the randomised tie-breaking; pass it with --randomize")
@@ -136,23 +140,29 @@ def flag(
             warnings.showwarning(w.message, w.category, w.filename, w.lineno, file=sys.stderr)
     flagged = p <= alpha
     m, k = p.shape[0], int(flagged.sum())
-    say(f"flagged {k} of {m} rows ({k / m:.1%}) at alpha={alpha:g}: conformal p-values against "
+    say(
+        f"flagged {k} of {m} rows ({k / m:.1%}) at alpha={alpha:g}: conformal p-values against "
         f"{flagger.n_calibration_} calibration scores of {model_obj!r} ({mode_name} mode).",
-        guarantee(mode_name, alpha, delta))
+        guarantee(mode_name, alpha, delta),
+    )
     columns: dict[str, Any] = {"row": np.arange(m), "p_value": p, "flagged": flagged}
     if bh is not None:
         # select_bh(X) is benjamini_hochberg(p_values(X)): reuse these p-values (randomised ones are drawn once).
         counts = flagger.class_counts_ if mode_name == "class_conditional" else [flagger.n_calibration_]
         need = min_calibration_size(bh, delta if mode_name == "calibration_conditional" else None)
         if max(int(c) for c in counts) < need:
-            warn(f"with {flagger.n_calibration_} calibration points no p-value can reach q={bh:g}; nothing can be "
-                 f"selected. At least {need} calibration points {'per class ' if mode_name == 'class_conditional' else ''}"
-                 "are needed.")
+            warn(
+                f"with {flagger.n_calibration_} calibration points no p-value can reach q={bh:g}; nothing can be "
+                f"selected. At least {need} calibration points {'per class ' if mode_name == 'class_conditional' else ''}"
+                "are needed."
+            )
         selected = benjamini_hochberg(p, bh)
         columns["selected"] = selected
         proven = "" if mode_name == "marginal" else " (proven for marginal p-values)"
-        say(f"Benjamini-Hochberg selected {int(selected.sum())} rows: in expectation at most {bh:g} of the "
-            f"selected rows are in-distribution (FDR <= Q){proven}.")
+        say(
+            f"Benjamini-Hochberg selected {int(selected.sum())} rows: in expectation at most {bh:g} of the "
+            f"selected rows are in-distribution (FDR <= Q){proven}."
+        )
     if output is not None:
         write_scores(output, columns)
         say(f"wrote {output}")
@@ -173,14 +183,17 @@ def _check_classes_given(mode: str, calibration_labels: DataFile | None, classes
         )
 
 
-def _classes(model: Any, calibration_labels: DataFile | None, classes: DataFile | None,
-             X_cal: np.ndarray, X: np.ndarray) -> tuple[Any, Any]:
+def _classes(
+    model: Any, calibration_labels: DataFile | None, classes: DataFile | None, X_cal: np.ndarray, X: np.ndarray
+) -> tuple[Any, Any]:
     """Calibration and test classes for class-conditional p-values: from the files, or an open-set classifier's
     predicted classes (as indices into its classes: the same kind at calibration and at test time)."""
     if calibration_labels is not None and classes is not None:
         return read_labels(calibration_labels), read_labels(classes)
-    return (np.searchsorted(model.classes_, model.predict_closed(X_cal)),
-            np.searchsorted(model.classes_, model.predict_closed(X)))
+    return (
+        np.searchsorted(model.classes_, model.predict_closed(X_cal)),
+        np.searchsorted(model.classes_, model.predict_closed(X)),
+    )
 
 
 def guarantee(mode: str, alpha: float, delta: float = 0.1) -> str:
@@ -194,13 +207,18 @@ def guarantee(mode: str, alpha: float, delta: float = 0.1) -> str:
     fitted on the calibration rows.
     """
     if mode == "class_conditional":
-        claim = (f"an in-distribution row of any class is flagged with probability at most {alpha:g} (false-alarm "
-                 "rate <= alpha within every class)")
+        claim = (
+            f"an in-distribution row of any class is flagged with probability at most {alpha:g} (false-alarm "
+            "rate <= alpha within every class)"
+        )
     elif mode == "calibration_conditional":
-        claim = (f"with probability at least {1 - delta:g} over the calibration draw, this calibration set flags at "
-                 f"most {alpha:g} of in-distribution rows (false-alarm rate <= alpha)")
+        claim = (
+            f"with probability at least {1 - delta:g} over the calibration draw, this calibration set flags at "
+            f"most {alpha:g} of in-distribution rows (false-alarm rate <= alpha)"
+        )
     else:
         claim = f"an in-distribution row is flagged with probability at most {alpha:g} (false-alarm rate <= alpha)"
-    return (f"Guarantee: {claim},\nprovided the calibration rows and new in-distribution rows are exchangeable and the "
-            "detector was not\nfitted on the calibration rows.")
-
+    return (
+        f"Guarantee: {claim},\nprovided the calibration rows and new in-distribution rows are exchangeable and the "
+        "detector was not\nfitted on the calibration rows."
+    )

@@ -66,7 +66,9 @@ ModelArg = Annotated[
 
 @app.command("fit", help="fit an open-set classifier and save it", epilog=examples(EXAMPLES))
 def fit(
-    detector: Annotated[str, typer.Argument(metavar="DETECTOR", help="registry name, e.g. knn (see: unseen detectors)")],
+    detector: Annotated[
+        str, typer.Argument(metavar="DETECTOR", help="registry name, e.g. knn (see: unseen detectors)")
+    ],
     features: Annotated[
         DataFile, data_option(f"known-class training rows, features (with --head) or logits: {FEATURES_HELP}")
     ],
@@ -74,8 +76,9 @@ def fit(
     labels: Annotated[DataFile | None, data_option(f"class of each row: {LABELS_HELP}")] = None,
     head: Annotated[
         Path | None,
-        typer.Option(help="classifier head: .npz with arrays W (classes x features) and b; without it --features "
-                     "are the logits"),
+        typer.Option(
+            help="classifier head: .npz with arrays W (classes x features) and b; without it --features are the logits"
+        ),
     ] = None,
     thresholds: Annotated[
         Literal["global", "per_class"], typer.Option(help="one threshold, or one per predicted class")
@@ -88,9 +91,7 @@ def fit(
     calibrate_features: Annotated[
         DataFile | None, data_option("held-out known-class rows that set the thresholds")
     ] = None,
-    calibrate_labels: Annotated[
-        DataFile | None, data_option("their labels (checked to be known classes)")
-    ] = None,
+    calibrate_labels: Annotated[DataFile | None, data_option("their labels (checked to be known classes)")] = None,
 ) -> None:
     from ..decisions.openset import OpenSetClassifier
     from ..io import read_head
@@ -117,8 +118,10 @@ def fit(
         if osc.fallback_.any():
             rule += f" ({int(osc.fallback_.sum())} classes on the global {osc.threshold_:.6g} for lack of rows)"
     inputs = "features + head" if osc.input_ == "head" else "logits"
-    say(f"fitted {osc!r} on {np.shape(X)[0]} rows ({inputs}), {osc.classes_.shape[0]} known classes; {rule} "
-        f"(accepts {osc.tpr:.0%} of the {on} rows); unknown label {osc.unknown_label_!r}; saved to {path}")
+    say(
+        f"fitted {osc!r} on {np.shape(X)[0]} rows ({inputs}), {osc.classes_.shape[0]} known classes; {rule} "
+        f"(accepts {osc.tpr:.0%} of the {on} rows); unknown label {osc.unknown_label_!r}; saved to {path}"
+    )
 
 
 def _unknown_label(text: str | None, y: np.ndarray) -> int | str:
@@ -153,9 +156,11 @@ def predict(
         out = osc.classify(X)
     n = out.labels.shape[0]
     n_unknown = int((out.labels == osc.unknown_label_).sum())
-    say(f"classified {n} rows with {osc!r}: {n - n_unknown} as known classes "
+    say(
+        f"classified {n} rows with {osc!r}: {n - n_unknown} as known classes "
         f"({_class_counts(out.labels, osc.classes_)}), {n_unknown} as unknown {osc.unknown_label_!r} "
-        f"({n_unknown / max(n, 1):.1%})")
+        f"({n_unknown / max(n, 1):.1%})"
+    )
     if output is None:
         say("(pass -o preds.csv for the label, score and decision of every row)")
         return
@@ -186,4 +191,3 @@ def evaluate(
         return
     say(f"{osc!r} on {np.shape(X)[0]} known and {np.shape(X_unknown)[0]} unknown rows\n")
     print_table(("metric", "value"), [(key, f"{value:.4f}") for key, value in result.items()], show_header=False)
-

@@ -39,8 +39,15 @@ from ..exceptions import InputError
 from ._base import OOD_KINDS, MissingDataError, OpenSetData
 from ._util import check_seed, check_size
 
-__all__ = ["MissingDataError", "OOD_KINDS", "OpenSetData", "list_datasets", "list_representations", "load",
-           "logits_only"]
+__all__ = [
+    "MissingDataError",
+    "OOD_KINDS",
+    "OpenSetData",
+    "list_datasets",
+    "list_representations",
+    "load",
+    "logits_only",
+]
 
 _REPRESENTATIONS: dict[str, tuple[str, ...]] = {
     "digits": ("classifier", "raw"),
@@ -96,8 +103,15 @@ def _check_name(name: object) -> str:
     return str(name)
 
 
-def load(name: str, *, representation: str | None = None, seed: int = 0, size: str = "default",
-         cache_dir: str | os.PathLike | None = None, progress: bool = True) -> OpenSetData:
+def load(
+    name: str,
+    *,
+    representation: str | None = None,
+    seed: int = 0,
+    size: str = "default",
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> OpenSetData:
     """Load a built-in open-set benchmark as features ready for detectors.
 
     Parameters
@@ -143,10 +157,10 @@ def load(name: str, *, representation: str | None = None, seed: int = 0, size: s
     seed = check_seed(seed)
     size = check_size(size)
     if representation == "logits":
-        return logits_only(_loader(name)(representation=options[0], seed=seed, size=size, cache_dir=cache_dir,
-                                         progress=progress))
-    return _loader(name)(representation=representation, seed=seed, size=size, cache_dir=cache_dir,
-                         progress=progress)
+        return logits_only(
+            _loader(name)(representation=options[0], seed=seed, size=size, cache_dir=cache_dir, progress=progress)
+        )
+    return _loader(name)(representation=representation, seed=seed, size=size, cache_dir=cache_dir, progress=progress)
 
 
 def logits_only(data: OpenSetData) -> OpenSetData:
@@ -161,7 +175,13 @@ def logits_only(data: OpenSetData) -> OpenSetData:
     import dataclasses
 
     return dataclasses.replace(
-        data, representation="logits", X_train=data.logits(data.X_train), X_val=data.logits(data.X_val),
-        X_test=data.logits(data.X_test), ood={k: data.logits(v) for k, v in data.ood.items()}, head=None,
+        data,
+        representation="logits",
+        X_train=data.logits(data.X_train),
+        X_val=data.logits(data.X_val),
+        X_test=data.logits(data.X_test),
+        ood={k: data.logits(v) for k, v in data.ood.items()},
+        head=None,
         description=data.description + f" Seen as logits only: the {data.n_classes} known-class logits of that "
-                                       f"representation ({data.representation}), no head.")
+        f"representation ({data.representation}), no head.",
+    )

@@ -65,11 +65,17 @@ class OpenSetData:
 
     def __post_init__(self) -> None:
         d = self.X_train.shape[1]
-        for what, X in [("X_val", self.X_val), ("X_test", self.X_test), *((f"ood[{k!r}]", v) for k, v in self.ood.items())]:
+        for what, X in [
+            ("X_val", self.X_val),
+            ("X_test", self.X_test),
+            *((f"ood[{k!r}]", v) for k, v in self.ood.items()),
+        ]:
             if X.ndim != 2 or X.shape[1] != d:
                 raise ValueError(f"{self.name}: {what} has shape {X.shape}, expected (n, {d}) like X_train.")
         if set(self.ood) != set(self.ood_kind):
-            raise ValueError(f"{self.name}: ood and ood_kind name different sets: {sorted(self.ood)} vs {sorted(self.ood_kind)}.")
+            raise ValueError(
+                f"{self.name}: ood and ood_kind name different sets: {sorted(self.ood)} vs {sorted(self.ood_kind)}."
+            )
         bad = {k: v for k, v in self.ood_kind.items() if v not in OOD_KINDS}
         if bad:
             raise ValueError(f"{self.name}: OOD kinds must be one of {OOD_KINDS}, got {bad}.")
@@ -124,8 +130,9 @@ class OpenSetData:
         kinds = {k: (ood_kind or {}).get(k, "far") for k in sets}
         if head is not None:
             head = (np.asarray(head[0]), np.asarray(head[1]))
-        return cls(name, representation, 0, X_tr, y_tr, X_va, y_va, X_te, y_te, sets, kinds, head,
-                   list(class_names or []))
+        return cls(
+            name, representation, 0, X_tr, y_tr, X_va, y_va, X_te, y_te, sets, kinds, head, list(class_names or [])
+        )
 
     @property
     def n_classes(self) -> int:
@@ -141,5 +148,7 @@ class OpenSetData:
 
     def __repr__(self) -> str:
         sets = ", ".join(f"{k} [{self.ood_kind[k]}] {len(v)}" for k, v in self.ood.items())
-        return (f"OpenSetData({self.name!r}, {self.representation!r}, seed={self.seed}, d={self.X_train.shape[1]}, "
-                f"train/val/test={len(self.X_train)}/{len(self.X_val)}/{len(self.X_test)}, ood: {sets})")
+        return (
+            f"OpenSetData({self.name!r}, {self.representation!r}, seed={self.seed}, d={self.X_train.shape[1]}, "
+            f"train/val/test={len(self.X_train)}/{len(self.X_val)}/{len(self.X_test)}, ood: {sets})"
+        )

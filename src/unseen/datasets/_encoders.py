@@ -32,8 +32,15 @@ def text_encoder():
     return MiniLM()
 
 
-def encode_sets(encoder, inputs: Mapping[str, Any], *, key: Mapping[str, Any], label: str,
-                cache_dir: str | os.PathLike | None, progress: bool) -> dict[str, np.ndarray]:
+def encode_sets(
+    encoder,
+    inputs: Mapping[str, Any],
+    *,
+    key: Mapping[str, Any],
+    label: str,
+    cache_dir: str | os.PathLike | None,
+    progress: bool,
+) -> dict[str, np.ndarray]:
     """Features of each named set of inputs (images or texts), from the cache or from one encoder call.
 
     Every set is its own cache entry keyed by ``key`` + the set's name + the encoder's name and version +
@@ -41,9 +48,10 @@ def encode_sets(encoder, inputs: Mapping[str, Any], *, key: Mapping[str, Any], l
     """
     is_text = {name: isinstance(x, list) for name, x in inputs.items()}
     base = {**key, "encoder": str(encoder.name), "encoder_version": str(encoder.version), "unseen": unseen_version()}
-    keys = {name: {**base, "set": name,
-                   "content": text_digest(x) if is_text[name] else digest(np.asarray(x))}
-            for name, x in inputs.items()}
+    keys = {
+        name: {**base, "set": name, "content": text_digest(x) if is_text[name] else digest(np.asarray(x))}
+        for name, x in inputs.items()
+    }
     out: dict[str, np.ndarray] = {}
     missing: list[str] = []
     for name in inputs:
@@ -64,7 +72,7 @@ def encode_sets(encoder, inputs: Mapping[str, Any], *, key: Mapping[str, Any], l
             raise RuntimeError(f"{encoder.name} returned features of shape {feats.shape} for {expected} inputs.")
         start = 0
         for n in missing:
-            out[n] = feats[start:start + len(inputs[n])]
+            out[n] = feats[start : start + len(inputs[n])]
             store(keys[n], {"features": out[n]}, cache_dir=cache_dir, label=f"{label}-{n}")
             start += len(inputs[n])
     return {name: out[name] for name in inputs}

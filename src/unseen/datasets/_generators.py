@@ -30,8 +30,18 @@ import numpy as np
 
 from ..exceptions import MissingDependencyError
 
-__all__ = ["ARCHS", "GeneratorSpec", "CNNSpec", "torch_module", "train_generator", "sample_generator",
-           "train_attribution_cnn", "cnn_features", "cnn_head", "deterministic"]
+__all__ = [
+    "ARCHS",
+    "GeneratorSpec",
+    "CNNSpec",
+    "torch_module",
+    "train_generator",
+    "sample_generator",
+    "train_attribution_cnn",
+    "cnn_features",
+    "cnn_head",
+    "deterministic",
+]
 
 ARCHS = ("mlp-vae", "conv-vae", "dcgan", "mlp-gan", "resize-vae")
 
@@ -42,8 +52,9 @@ def torch_module():
         import torch
     except ImportError as exc:
         raise MissingDependencyError(
-            'The attribution benchmark trains small PyTorch models. Install PyTorch with: '
-            'pip install torch==2.13.0 && pip install "unseen[torch]"') from exc
+            "The attribution benchmark trains small PyTorch models. Install PyTorch with: "
+            'pip install torch==2.13.0 && pip install "unseen[torch]"'
+        ) from exc
     return torch
 
 
@@ -119,9 +130,12 @@ def _build(arch: str, spec: GeneratorSpec) -> tuple[Any, Any]:
         def __init__(self):
             super().__init__()
             self.net = nn.Sequential(
-                nn.Conv2d(1, w, 4, 2, 1), nn.LeakyReLU(0.2),  # 14
-                nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2),  # 7
-                nn.Flatten())
+                nn.Conv2d(1, w, 4, 2, 1),
+                nn.LeakyReLU(0.2),  # 14
+                nn.Conv2d(w, 2 * w, 4, 2, 1),
+                nn.LeakyReLU(0.2),  # 7
+                nn.Flatten(),
+            )
             self.mu, self.logvar = nn.Linear(2 * w * 49, z), nn.Linear(2 * w * 49, z)
 
         def forward(self, x):
@@ -134,8 +148,13 @@ def _build(arch: str, spec: GeneratorSpec) -> tuple[Any, Any]:
             self.encoder = ConvEncoder()
             self.fc = nn.Linear(z, 2 * w * 49)
             if resize:
-                up = [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(2 * w, w, 3, 1, 1), nn.ReLU(),
-                      nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w, 1, 3, 1, 1)]
+                up = [
+                    nn.Upsample(scale_factor=2, mode="nearest"),
+                    nn.Conv2d(2 * w, w, 3, 1, 1),
+                    nn.ReLU(),
+                    nn.Upsample(scale_factor=2, mode="nearest"),
+                    nn.Conv2d(w, 1, 3, 1, 1),
+                ]
             else:
                 up = [nn.ConvTranspose2d(2 * w, w, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(w, 1, 4, 2, 1)]
             self.up = nn.Sequential(*up)
@@ -151,8 +170,12 @@ def _build(arch: str, spec: GeneratorSpec) -> tuple[Any, Any]:
             super().__init__()
             self.fc = nn.Sequential(nn.Linear(z, 2 * w * 49), nn.BatchNorm1d(2 * w * 49), nn.ReLU())
             self.up = nn.Sequential(
-                nn.ConvTranspose2d(2 * w, w, 4, 2, 1), nn.BatchNorm2d(w), nn.ReLU(),
-                nn.ConvTranspose2d(w, 1, 4, 2, 1), nn.Tanh())
+                nn.ConvTranspose2d(2 * w, w, 4, 2, 1),
+                nn.BatchNorm2d(w),
+                nn.ReLU(),
+                nn.ConvTranspose2d(w, 1, 4, 2, 1),
+                nn.Tanh(),
+            )
 
         def forward(self, code):
             return self.up(self.fc(code).view(-1, 2 * w, 7, 7))
@@ -161,9 +184,14 @@ def _build(arch: str, spec: GeneratorSpec) -> tuple[Any, Any]:
         def __init__(self):
             super().__init__()
             self.net = nn.Sequential(
-                nn.Conv2d(1, w, 4, 2, 1), nn.LeakyReLU(0.2),
-                nn.Conv2d(w, 2 * w, 4, 2, 1), nn.BatchNorm2d(2 * w), nn.LeakyReLU(0.2),
-                nn.Flatten(), nn.Linear(2 * w * 49, 1))
+                nn.Conv2d(1, w, 4, 2, 1),
+                nn.LeakyReLU(0.2),
+                nn.Conv2d(w, 2 * w, 4, 2, 1),
+                nn.BatchNorm2d(2 * w),
+                nn.LeakyReLU(0.2),
+                nn.Flatten(),
+                nn.Linear(2 * w * 49, 1),
+            )
 
         def forward(self, x):
             return self.net(x)
@@ -171,8 +199,14 @@ def _build(arch: str, spec: GeneratorSpec) -> tuple[Any, Any]:
     class MLPGenerator(nn.Module):
         def __init__(self):
             super().__init__()
-            self.net = nn.Sequential(nn.Linear(z, h), nn.LeakyReLU(0.2), nn.Linear(h, 2 * h), nn.LeakyReLU(0.2),
-                                     nn.Linear(2 * h, 784), nn.Tanh())
+            self.net = nn.Sequential(
+                nn.Linear(z, h),
+                nn.LeakyReLU(0.2),
+                nn.Linear(h, 2 * h),
+                nn.LeakyReLU(0.2),
+                nn.Linear(2 * h, 784),
+                nn.Tanh(),
+            )
 
         def forward(self, code):
             return self.net(code).view(-1, 1, 28, 28)
@@ -180,8 +214,14 @@ def _build(arch: str, spec: GeneratorSpec) -> tuple[Any, Any]:
     class MLPDiscriminator(nn.Module):
         def __init__(self):
             super().__init__()
-            self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, 2 * h), nn.LeakyReLU(0.2),
-                                     nn.Linear(2 * h, h), nn.LeakyReLU(0.2), nn.Linear(h, 1))
+            self.net = nn.Sequential(
+                nn.Flatten(),
+                nn.Linear(784, 2 * h),
+                nn.LeakyReLU(0.2),
+                nn.Linear(2 * h, h),
+                nn.LeakyReLU(0.2),
+                nn.Linear(h, 1),
+            )
 
         def forward(self, x):
             return self.net(x)
@@ -206,8 +246,16 @@ def _is_vae(arch: str) -> bool:
 # ---------------------------------------------------------------------------------------------- training
 
 
-def train_generator(arch: str, images: np.ndarray, seed: int, spec: GeneratorSpec, *, device: str = "cpu",
-                    progress: bool = False, desc: str = "") -> Any:
+def train_generator(
+    arch: str,
+    images: np.ndarray,
+    seed: int,
+    spec: GeneratorSpec,
+    *,
+    device: str = "cpu",
+    progress: bool = False,
+    desc: str = "",
+) -> Any:
     """Train one generator on ``images`` (uint8 (n, 28, 28)) for ``spec.steps`` steps; returns the model.
 
     The returned object is the VAE (for VAEs) or the generator network (for GANs), in eval mode on ``device``.
@@ -260,8 +308,9 @@ def train_generator(arch: str, images: np.ndarray, seed: int, spec: GeneratorSpe
     return model
 
 
-def sample_generator(model: Any, arch: str, n: int, seed: int, spec: GeneratorSpec, *,
-                     device: str = "cpu") -> np.ndarray:
+def sample_generator(
+    model: Any, arch: str, n: int, seed: int, spec: GeneratorSpec, *, device: str = "cpu"
+) -> np.ndarray:
     """``n`` samples of a trained generator as uint8 (n, 28, 28); seeded."""
     torch = torch_module()
     g = torch.Generator().manual_seed(seed)
@@ -291,13 +340,21 @@ def _attribution_net(n_classes: int, spec: CNNSpec) -> Any:
         # No input normalisation beyond centring: the traces are in the exact pixel values.
         def __init__(self):
             super().__init__()
+
             def conv(c_in, c_out):
                 return [nn.Conv2d(c_in, c_out, 3, 1, 1), nn.BatchNorm2d(c_out), nn.ReLU()]
 
             self.body = nn.Sequential(
-                *conv(1, w), *conv(w, w), nn.MaxPool2d(2),  # 14×14
-                *conv(w, 2 * w), *conv(2 * w, 2 * w), nn.MaxPool2d(2),  # 7×7
-                nn.Flatten(), nn.Linear(2 * w * 49, spec.feature_dim), nn.ReLU())
+                *conv(1, w),
+                *conv(w, w),
+                nn.MaxPool2d(2),  # 14×14
+                *conv(w, 2 * w),
+                *conv(2 * w, 2 * w),
+                nn.MaxPool2d(2),  # 7×7
+                nn.Flatten(),
+                nn.Linear(2 * w * 49, spec.feature_dim),
+                nn.ReLU(),
+            )
             self.head = nn.Linear(spec.feature_dim, n_classes)
 
         def features(self, x):
@@ -313,8 +370,16 @@ def _to_input(images: np.ndarray, torch: Any, device: str) -> Any:
     return (torch.from_numpy(images.astype(np.float32) / 255.0 - 0.5)).unsqueeze(1).to(device)
 
 
-def train_attribution_cnn(images: np.ndarray, labels: np.ndarray, n_classes: int, seed: int, spec: CNNSpec, *,
-                          device: str = "cpu", progress: bool = False) -> Any:
+def train_attribution_cnn(
+    images: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    seed: int,
+    spec: CNNSpec,
+    *,
+    device: str = "cpu",
+    progress: bool = False,
+) -> Any:
     """Train the attribution CNN on uint8 images (n, 28, 28) with source labels; returns the model in eval mode."""
     torch = torch_module()
     from tqdm.auto import tqdm
@@ -329,12 +394,13 @@ def train_attribution_cnn(images: np.ndarray, labels: np.ndarray, n_classes: int
     y_all = torch.from_numpy(labels.astype(np.int64)).to(device)
     order = torch.Generator().manual_seed(seed + 1)
     net.train()
-    bar = tqdm(total=spec.epochs * steps_per_epoch, desc="attribution CNN", unit="step", disable=not progress,
-               leave=False)
+    bar = tqdm(
+        total=spec.epochs * steps_per_epoch, desc="attribution CNN", unit="step", disable=not progress, leave=False
+    )
     for _ in range(spec.epochs):
         perm = torch.randperm(n, generator=order).to(device)
         for start in range(0, n, spec.batch):
-            idx = perm[start:start + spec.batch]
+            idx = perm[start : start + spec.batch]
             loss = torch.nn.functional.cross_entropy(net(x_all[idx]), y_all[idx])
             opt.zero_grad()
             loss.backward()
@@ -352,7 +418,7 @@ def cnn_features(net: Any, images: np.ndarray, *, device: str = "cpu") -> np.nda
     out = []
     with torch.no_grad():
         for start in range(0, len(images), 1000):
-            out.append(net.features(_to_input(images[start:start + 1000], torch, device)).cpu().numpy())
+            out.append(net.features(_to_input(images[start : start + 1000], torch, device)).cpu().numpy())
     if not out:
         return np.zeros((0, net.head.in_features), dtype=np.float32)
     return np.concatenate(out).astype(np.float32)
@@ -360,5 +426,7 @@ def cnn_features(net: Any, images: np.ndarray, *, device: str = "cpu") -> np.nda
 
 def cnn_head(net: Any) -> tuple[np.ndarray, np.ndarray]:
     """The CNN's last linear layer as float64 arrays ``(W (C, d), b (C,))``."""
-    return (net.head.weight.detach().cpu().numpy().astype(np.float64),
-            net.head.bias.detach().cpu().numpy().astype(np.float64))
+    return (
+        net.head.weight.detach().cpu().numpy().astype(np.float64),
+        net.head.bias.detach().cpu().numpy().astype(np.float64),
+    )

@@ -47,8 +47,9 @@ def check_size(size: object) -> str:
     return str(size)
 
 
-def sample_per_class(y: np.ndarray, classes, n_per_class: int, rng: np.random.Generator,
-                     exclude: np.ndarray | None = None) -> np.ndarray:
+def sample_per_class(
+    y: np.ndarray, classes, n_per_class: int, rng: np.random.Generator, exclude: np.ndarray | None = None
+) -> np.ndarray:
     """Row indices: ``n_per_class`` rows of each class in ``classes`` (without replacement), sorted by class.
 
     ``exclude`` (boolean mask) marks rows that must not be drawn (already used by another split).
@@ -62,8 +63,9 @@ def sample_per_class(y: np.ndarray, classes, n_per_class: int, rng: np.random.Ge
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
-def sample_mixed(y: np.ndarray, classes, n_total: int, rng: np.random.Generator,
-                 exclude: np.ndarray | None = None) -> np.ndarray:
+def sample_mixed(
+    y: np.ndarray, classes, n_total: int, rng: np.random.Generator, exclude: np.ndarray | None = None
+) -> np.ndarray:
     """About ``n_total`` rows spread evenly over ``classes`` (fewer when a class runs out)."""
     classes = list(classes)
     base, extra = divmod(n_total, len(classes))

@@ -80,8 +80,17 @@ from ._base import OpenSetData
 from ._generators import CNNSpec, GeneratorSpec
 from ._util import check_seed, check_size, rng_for, unseen_version
 
-__all__ = ["SCENARIOS", "SOURCES", "Source", "is_cached", "load", "load_attribution", "load_images", "ood_sources",
-           "sources_table"]
+__all__ = [
+    "SCENARIOS",
+    "SOURCES",
+    "Source",
+    "is_cached",
+    "load",
+    "load_attribution",
+    "load_images",
+    "ood_sources",
+    "sources_table",
+]
 
 FORMAT = 1  # bump when anything that changes the cached arrays changes without a config change
 
@@ -104,20 +113,35 @@ class Source:
 
 
 SOURCES: tuple[Source, ...] = (
-    Source("mlp-vae", 0), Source("mlp-vae", 1), Source("conv-vae", 0), Source("conv-vae", 1), Source("dcgan", 0),
-    Source("mlp-vae", 2, role="unseen seed"), Source("conv-vae", 2, role="unseen seed"),
+    Source("mlp-vae", 0),
+    Source("mlp-vae", 1),
+    Source("conv-vae", 0),
+    Source("conv-vae", 1),
+    Source("dcgan", 0),
+    Source("mlp-vae", 2, role="unseen seed"),
+    Source("conv-vae", 2, role="unseen seed"),
     Source("dcgan", 1, role="unseen seed"),
-    Source("mlp-gan", 0, role="unseen architecture"), Source("resize-vae", 0, role="unseen architecture"),
-    Source("mlp-vae", 0, "digits", role="unseen data"), Source("dcgan", 0, "digits", role="unseen data"),
-    Source("conv-vae", 0, "footwear", role="unseen classes"), Source("dcgan", 0, "footwear", role="unseen classes"),
+    Source("mlp-gan", 0, role="unseen architecture"),
+    Source("resize-vae", 0, role="unseen architecture"),
+    Source("mlp-vae", 0, "digits", role="unseen data"),
+    Source("dcgan", 0, "digits", role="unseen data"),
+    Source("conv-vae", 0, "footwear", role="unseen classes"),
+    Source("dcgan", 0, "footwear", role="unseen classes"),
 )
 
 #: OOD scenario -> kind.
-SCENARIOS: dict[str, str] = {"unseen seed": "near", "unseen architecture": "near", "unseen data": "far",
-                             "unseen classes": "near"}
+SCENARIOS: dict[str, str] = {
+    "unseen seed": "near",
+    "unseen architecture": "near",
+    "unseen data": "far",
+    "unseen classes": "near",
+}
 
-_DATA_TEXT = {"fashion-mnist": "Fashion-MNIST, all classes", "digits": "scikit-learn digits (20×20 in 28)",
-              "footwear": "Fashion-MNIST sandal/sneaker/boot"}
+_DATA_TEXT = {
+    "fashion-mnist": "Fashion-MNIST, all classes",
+    "digits": "scikit-learn digits (20×20 in 28)",
+    "footwear": "Fashion-MNIST sandal/sneaker/boot",
+}
 
 
 @dataclass(frozen=True)
@@ -132,12 +156,24 @@ class _Size:
 
 
 _SIZES = {
-    "default": _Size(GeneratorSpec(width=32, latent=16, steps=1200, batch=64),
-                     CNNSpec(width=16, feature_dim=128, epochs=8, batch=64, lr=3e-3),
-                     pool=20_000, n_train=1200, n_val=300, n_test=500, n_unknown=1000),
-    "small": _Size(GeneratorSpec(width=8, latent=8, steps=40, batch=32),
-                   CNNSpec(width=8, feature_dim=32, epochs=5, batch=32, lr=3e-3),
-                   pool=1000, n_train=100, n_val=30, n_test=50, n_unknown=60),
+    "default": _Size(
+        GeneratorSpec(width=32, latent=16, steps=1200, batch=64),
+        CNNSpec(width=16, feature_dim=128, epochs=8, batch=64, lr=3e-3),
+        pool=20_000,
+        n_train=1200,
+        n_val=300,
+        n_test=500,
+        n_unknown=1000,
+    ),
+    "small": _Size(
+        GeneratorSpec(width=8, latent=8, steps=40, batch=32),
+        CNNSpec(width=8, feature_dim=32, epochs=5, batch=32, lr=3e-3),
+        pool=1000,
+        n_train=100,
+        n_val=30,
+        n_test=50,
+        n_unknown=60,
+    ),
 }
 
 
@@ -169,9 +205,19 @@ def _device() -> str:
 
 def _config(seed: int, size: str, device: str) -> dict:
     s = _SIZES[size]
-    return {"benchmark": "attribution", "format": FORMAT, "unseen": unseen_version(), "seed": seed, "size": size,
-            "device": device, "generator": asdict(s.generator), "cnn": asdict(s.cnn), "pool": s.pool,
-            "n": [s.n_train, s.n_val, s.n_test, s.n_unknown], "footwear": list(FOOTWEAR)}
+    return {
+        "benchmark": "attribution",
+        "format": FORMAT,
+        "unseen": unseen_version(),
+        "seed": seed,
+        "size": size,
+        "device": device,
+        "generator": asdict(s.generator),
+        "cnn": asdict(s.cnn),
+        "pool": s.pool,
+        "n": [s.n_train, s.n_val, s.n_test, s.n_unknown],
+        "footwear": list(FOOTWEAR),
+    }
 
 
 def _n_samples(src: Source, s: _Size) -> int:
@@ -193,24 +239,44 @@ def _training_images(data: str, seed: int, s: _Size, data_dir) -> np.ndarray:
     return np.ascontiguousarray(images[np.sort(pick)])
 
 
-def _generate(src: Source, seed: int, size: str, device: str, data_dir, progress: bool,
-              threads: int | None) -> dict[str, np.ndarray]:
+def _generate(
+    src: Source, seed: int, size: str, device: str, data_dir, progress: bool, threads: int | None
+) -> dict[str, np.ndarray]:
     from ._generators import deterministic, sample_generator, train_generator
 
     s = _SIZES[size]
     images = _training_images(src.data, seed, s, data_dir)
     t0 = time.perf_counter()
     with deterministic(threads):
-        model = train_generator(src.arch, images, _int_seed("attribution", seed, src.arch, src.gen_seed), s.generator,
-                                device=device, progress=progress, desc=src.name)
-        samples = sample_generator(model, src.arch, _n_samples(src, s),
-                                   _int_seed("attribution", seed, src.name, "samples"), s.generator, device=device)
+        model = train_generator(
+            src.arch,
+            images,
+            _int_seed("attribution", seed, src.arch, src.gen_seed),
+            s.generator,
+            device=device,
+            progress=progress,
+            desc=src.name,
+        )
+        samples = sample_generator(
+            model,
+            src.arch,
+            _n_samples(src, s),
+            _int_seed("attribution", seed, src.name, "samples"),
+            s.generator,
+            device=device,
+        )
     return {"images": samples, "seconds": np.float64(time.perf_counter() - t0)}
 
 
-def load_images(*, seed: int = 0, size: str = "default", cache_dir: str | os.PathLike | None = None,
-                progress: bool = True, data_dir: str | os.PathLike | None = None,
-                threads: int | None = None) -> dict[str, np.ndarray]:
+def load_images(
+    *,
+    seed: int = 0,
+    size: str = "default",
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    data_dir: str | os.PathLike | None = None,
+    threads: int | None = None,
+) -> dict[str, np.ndarray]:
     """The generated images of every source, training (and caching) the generators that are not cached yet.
 
     Parameters
@@ -247,14 +313,17 @@ def load_images(*, seed: int = 0, size: str = "default", cache_dir: str | os.Pat
     >>> imgs["dcgan s0"].shape, imgs["dcgan s0"].dtype                    # doctest: +SKIP
     ((180, 28, 28), dtype('uint8'))
     """
-    return _images(check_seed(seed), check_size(size), cache_dir, progress, data_dir, _device(),
-                   _check_threads(threads))[0]
+    return _images(
+        check_seed(seed), check_size(size), cache_dir, progress, data_dir, _device(), _check_threads(threads)
+    )[0]
 
 
 def _sample_key(src: Source, seed: int, size: str, device: str) -> tuple[dict, str]:
     """Cache key and label of one generator's samples."""
-    return ({**_config(seed, size, device), "what": "generator samples", "source": asdict(src)},
-            f"attribution/{size}-seed{seed}-{src.name}")
+    return (
+        {**_config(seed, size, device), "what": "generator samples", "source": asdict(src)},
+        f"attribution/{size}-seed{seed}-{src.name}",
+    )
 
 
 def _features_key(seed: int, size: str, device: str) -> tuple[dict, str]:
@@ -301,8 +370,9 @@ def ood_sources(size: str = "default") -> dict[str, list[tuple[str, slice]]]:
     return out
 
 
-def _build_features(seed: int, size: str, cache_dir, progress: bool, data_dir, device: str,
-                    threads: int | None) -> dict[str, np.ndarray]:
+def _build_features(
+    seed: int, size: str, cache_dir, progress: bool, data_dir, device: str, threads: int | None
+) -> dict[str, np.ndarray]:
     from ._generators import cnn_features, cnn_head, deterministic, train_attribution_cnn
 
     s = _SIZES[size]
@@ -310,16 +380,26 @@ def _build_features(seed: int, size: str, cache_dir, progress: bool, data_dir, d
     images, gen_seconds = _images(seed, size, cache_dir, progress, data_dir, device, threads)
     t_gen = time.perf_counter() - t0
     known = _known()
-    parts = {"train": (0, s.n_train), "val": (s.n_train, s.n_train + s.n_val),
-             "test": (s.n_train + s.n_val, s.n_train + s.n_val + s.n_test)}
+    parts = {
+        "train": (0, s.n_train),
+        "val": (s.n_train, s.n_train + s.n_val),
+        "test": (s.n_train + s.n_val, s.n_train + s.n_val + s.n_test),
+    }
     split_images, split_labels = {}, {}
     for split, (a, b) in parts.items():
         split_images[split] = np.concatenate([images[src.name][a:b] for src in known])
         split_labels[split] = np.repeat(np.arange(len(known)), b - a)
     t1 = time.perf_counter()
     with deterministic(threads):
-        net = train_attribution_cnn(split_images["train"], split_labels["train"], len(known),
-                                    _int_seed("attribution", seed, "cnn"), s.cnn, device=device, progress=progress)
+        net = train_attribution_cnn(
+            split_images["train"],
+            split_labels["train"],
+            len(known),
+            _int_seed("attribution", seed, "cnn"),
+            s.cnn,
+            device=device,
+            progress=progress,
+        )
         arrays: dict[str, np.ndarray] = {}
         for split in parts:
             arrays[f"X_{split}"] = cnn_features(net, split_images[split], device=device)
@@ -328,15 +408,27 @@ def _build_features(seed: int, size: str, cache_dir, progress: bool, data_dir, d
             ood_images = np.concatenate([images[src.name] for src in SOURCES if src.role == scenario])
             arrays[f"ood_{i}"] = cnn_features(net, ood_images, device=device)
     W, b = cnn_head(net)
-    arrays.update(W=W, b=b, ood_names=np.array(list(SCENARIOS)), class_names=np.array([s.name for s in known]),
-                  generator_seconds=np.array([gen_seconds[src.name] for src in SOURCES]),
-                  build_seconds=np.array([t_gen, time.perf_counter() - t1]))
+    arrays.update(
+        W=W,
+        b=b,
+        ood_names=np.array(list(SCENARIOS)),
+        class_names=np.array([s.name for s in known]),
+        generator_seconds=np.array([gen_seconds[src.name] for src in SOURCES]),
+        build_seconds=np.array([t_gen, time.perf_counter() - t1]),
+    )
     return arrays
 
 
-def load_attribution(*, representation: str = "cnn", seed: int = 0, size: str = "default",
-                     cache_dir: str | os.PathLike | None = None, progress: bool = True,
-                     data_dir: str | os.PathLike | None = None, threads: int | None = None) -> OpenSetData:
+def load_attribution(
+    *,
+    representation: str = "cnn",
+    seed: int = 0,
+    size: str = "default",
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    data_dir: str | os.PathLike | None = None,
+    threads: int | None = None,
+) -> OpenSetData:
     """The source-attribution benchmark: CNN features of known-source images and four unknown-source scenarios.
 
     Parameters
@@ -395,18 +487,27 @@ def load_attribution(*, representation: str = "cnn", seed: int = 0, size: str = 
     t_gen, t_cnn = (float(t) for t in arrays["build_seconds"])
     s = _SIZES[size]
     return OpenSetData(
-        name="attribution", representation="cnn", seed=seed,
-        X_train=arrays["X_train"], y_train=arrays["y_train"], X_val=arrays["X_val"], y_val=arrays["y_val"],
-        X_test=arrays["X_test"], y_test=arrays["y_test"],
-        ood={n: arrays[f"ood_{i}"] for i, n in enumerate(names)}, ood_kind={n: SCENARIOS[n] for n in names},
-        head=(arrays["W"], arrays["b"]), class_names=[str(c) for c in arrays["class_names"]],
+        name="attribution",
+        representation="cnn",
+        seed=seed,
+        X_train=arrays["X_train"],
+        y_train=arrays["y_train"],
+        X_val=arrays["X_val"],
+        y_val=arrays["y_val"],
+        X_test=arrays["X_test"],
+        y_test=arrays["y_test"],
+        ood={n: arrays[f"ood_{i}"] for i, n in enumerate(names)},
+        ood_kind={n: SCENARIOS[n] for n in names},
+        head=(arrays["W"], arrays["b"]),
+        class_names=[str(c) for c in arrays["class_names"]],
         description=(
             f"Open-set source attribution ({size}, seed {seed}): {len(arrays['class_names'])} known image "
             f"generators (VAEs and a GAN trained on Fashion-MNIST; {s.n_train} training images each) are told "
             "apart by a small CNN from the traces they leave; unknown generators — a known architecture with a "
             "new seed, a new architecture, known architectures trained on other Fashion-MNIST classes (near) "
             "or on digits (far) — should be flagged. Features: the CNN's penultimate layer. "
-            f"Build: generators {t_gen:.0f} s, CNN {t_cnn:.0f} s ({device})."),
+            f"Build: generators {t_gen:.0f} s, CNN {t_cnn:.0f} s ({device})."
+        ),
     )
 
 
@@ -436,4 +537,3 @@ def sources_table() -> str:
         kind = SCENARIOS.get(s.role, "-")
         lines.append(f"| {s.name} | {s.arch} | {s.gen_seed} | {_DATA_TEXT[s.data]} | {s.role} | {kind} |")
     return "\n".join(lines) + "\n"
-

@@ -93,16 +93,22 @@ def _path(key_json: str, cache_dir, label: str) -> Path:
     return root.joinpath(*folders) / f"{slug}-{h}.npz"
 
 
-def lookup(key: Mapping[str, Any], *, cache_dir: str | os.PathLike | None = None,
-           label: str = "entry") -> dict[str, np.ndarray] | None:
+def lookup(
+    key: Mapping[str, Any], *, cache_dir: str | os.PathLike | None = None, label: str = "entry"
+) -> dict[str, np.ndarray] | None:
     """The arrays stored under ``key``, or None when there is no readable entry for it."""
     key_json = _key_json(key)
     path = _path(key_json, cache_dir, label)
     return _read(path, key_json) if path.exists() else None
 
 
-def store(key: Mapping[str, Any], arrays: Mapping[str, np.ndarray], *,
-          cache_dir: str | os.PathLike | None = None, label: str = "entry") -> Path:
+def store(
+    key: Mapping[str, Any],
+    arrays: Mapping[str, np.ndarray],
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    label: str = "entry",
+) -> Path:
     """Write ``arrays`` under ``key`` (atomically); returns the file's path."""
     key_json = _key_json(key)
     path = _path(key_json, cache_dir, label)
@@ -110,8 +116,13 @@ def store(key: Mapping[str, Any], arrays: Mapping[str, np.ndarray], *,
     return path
 
 
-def cached(key: Mapping[str, Any], compute: Callable[[], Mapping[str, np.ndarray]], *,
-           cache_dir: str | os.PathLike | None = None, label: str = "entry") -> dict[str, np.ndarray]:
+def cached(
+    key: Mapping[str, Any],
+    compute: Callable[[], Mapping[str, np.ndarray]],
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    label: str = "entry",
+) -> dict[str, np.ndarray]:
     """Return the arrays stored under ``key``, computing and storing them on a miss.
 
     Parameters

@@ -56,9 +56,18 @@ def _sklearn_version() -> str:
     return sklearn.__version__
 
 
-def train_mlp(X: np.ndarray, y: np.ndarray, *, hidden: tuple[int, ...] = (64,), seed: int = 0,
-              max_iter: int = 400, alpha: float = 1e-4, batch_size: int | str = "auto",
-              cache_dir: str | os.PathLike | None = None, label: str = "mlp") -> MLP:
+def train_mlp(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    hidden: tuple[int, ...] = (64,),
+    seed: int = 0,
+    max_iter: int = 400,
+    alpha: float = 1e-4,
+    batch_size: int | str = "auto",
+    cache_dir: str | os.PathLike | None = None,
+    label: str = "mlp",
+) -> MLP:
     """Train scikit-learn's ``MLPClassifier`` (ReLU, Adam) on ``(X, y)``; cached by content.
 
     Parameters
@@ -90,17 +99,27 @@ def train_mlp(X: np.ndarray, y: np.ndarray, *, hidden: tuple[int, ...] = (64,), 
     ((60, 8), (2, 8))
     """
     hidden = tuple(int(h) for h in hidden)
-    key = {"kind": "mlp", "hidden": hidden, "seed": int(seed), "max_iter": int(max_iter), "alpha": float(alpha),
-           "batch_size": batch_size, "sklearn": _sklearn_version(), "unseen": unseen_version(),
-           "X": digest(X), "y": digest(y)}
+    key = {
+        "kind": "mlp",
+        "hidden": hidden,
+        "seed": int(seed),
+        "max_iter": int(max_iter),
+        "alpha": float(alpha),
+        "batch_size": batch_size,
+        "sklearn": _sklearn_version(),
+        "unseen": unseen_version(),
+        "X": digest(X),
+        "y": digest(y),
+    }
 
     def fit() -> dict[str, np.ndarray]:
         from sklearn.neural_network import MLPClassifier
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ConvergenceWarning at max_iter is expected and harmless here
-            clf = MLPClassifier(hidden_layer_sizes=hidden, max_iter=max_iter, alpha=alpha,
-                                batch_size=batch_size, random_state=seed).fit(X, y)
+            clf = MLPClassifier(
+                hidden_layer_sizes=hidden, max_iter=max_iter, alpha=alpha, batch_size=batch_size, random_state=seed
+            ).fit(X, y)
         out = {}
         for i, (W, b) in enumerate(zip(clf.coefs_, clf.intercepts_)):
             out[f"W{i}"], out[f"b{i}"] = W, b
@@ -111,8 +130,16 @@ def train_mlp(X: np.ndarray, y: np.ndarray, *, hidden: tuple[int, ...] = (64,), 
     return MLP([arrays[f"W{i}"] for i in range(n_layers)], [arrays[f"b{i}"] for i in range(n_layers)])
 
 
-def linear_probe(X: np.ndarray, y: np.ndarray, *, C: float = 1.0, seed: int = 0, max_iter: int = 3000,
-                 cache_dir: str | os.PathLike | None = None, label: str = "probe") -> tuple[np.ndarray, np.ndarray]:
+def linear_probe(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    C: float = 1.0,
+    seed: int = 0,
+    max_iter: int = 3000,
+    cache_dir: str | os.PathLike | None = None,
+    label: str = "probe",
+) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression on the features as they are; returns the head ``(W, b)``.
 
     scikit-learn's ``LogisticRegression`` with its default L2 strength (``C=1``): the usual linear probe.
@@ -148,16 +175,23 @@ def linear_probe(X: np.ndarray, y: np.ndarray, *, C: float = 1.0, seed: int = 0,
     >>> W.shape, float(((X @ W.T + b).argmax(1) == y).mean()) > 0.8
     ((3, 5), True)
     """
-    key = {"kind": "probe", "C": float(C), "seed": int(seed), "max_iter": int(max_iter),
-           "sklearn": _sklearn_version(), "unseen": unseen_version(), "X": digest(X), "y": digest(y)}
+    key = {
+        "kind": "probe",
+        "C": float(C),
+        "seed": int(seed),
+        "max_iter": int(max_iter),
+        "sklearn": _sklearn_version(),
+        "unseen": unseen_version(),
+        "X": digest(X),
+        "y": digest(y),
+    }
 
     def fit() -> dict[str, np.ndarray]:
         from sklearn.linear_model import LogisticRegression
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            clf = LogisticRegression(C=C, max_iter=max_iter, random_state=seed).fit(
-                np.asarray(X, dtype=np.float64), y)
+            clf = LogisticRegression(C=C, max_iter=max_iter, random_state=seed).fit(np.asarray(X, dtype=np.float64), y)
         W, b = clf.coef_, clf.intercept_
         if W.shape[0] == 1:  # binary: scikit-learn keeps one row; a two-class head gives the same probabilities
             W = np.vstack([-W / 2, W / 2])

@@ -72,8 +72,16 @@ def corrupt(images: np.ndarray, kind: str, severity: int, rng: np.random.Generat
         x = (x - m) * c + m
     else:  # rotation
         signs = rng.choice([-1.0, 1.0], size=len(x))
-        x = np.stack([ndimage.rotate(img, s * c, reshape=False, order=1, mode="constant", cval=0.0)
-                      for img, s in zip(x, signs)]) if len(x) else x
+        x = (
+            np.stack(
+                [
+                    ndimage.rotate(img, s * c, reshape=False, order=1, mode="constant", cval=0.0)
+                    for img, s in zip(x, signs)
+                ]
+            )
+            if len(x)
+            else x
+        )
     return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
 
 

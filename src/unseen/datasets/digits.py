@@ -48,32 +48,55 @@ def _split(seed: int):
     X_te = X[rows["test"]]
     rng = rng_for(seed, "digits", "scrambled")
     scrambled = np.stack([row[rng.permutation(row.size)] for row in X_te])
-    return ((X[rows["train"]], y[rows["train"]]), (X[rows["val"]], y[rows["val"]]), (X_te, y[rows["test"]]),
-            {"near: unknown digits 6-9": X[rows["unknown"]], "far: scrambled digits": scrambled})
+    return (
+        (X[rows["train"]], y[rows["train"]]),
+        (X[rows["val"]], y[rows["val"]]),
+        (X_te, y[rows["test"]]),
+        {"near: unknown digits 6-9": X[rows["unknown"]], "far: scrambled digits": scrambled},
+    )
 
 
-def load_digits_benchmark(*, representation: str = "classifier", seed: int = 0, size: str = "default",
-                          cache_dir: str | os.PathLike | None = None, progress: bool = True) -> OpenSetData:
+def load_digits_benchmark(
+    *,
+    representation: str = "classifier",
+    seed: int = 0,
+    size: str = "default",
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> OpenSetData:
     """Build the digits open-set benchmark (see the module docstring); use :func:`unseen.datasets.load`."""
     (X_tr, y_tr), (X_val, y_val), (X_te, y_te), ood = _split(seed)
     y_tr, y_val, y_te = (np.asarray(v, dtype=np.int64) for v in (y_tr, y_val, y_te))
     if representation == "classifier":
-        net = train_mlp(X_tr, y_tr, hidden=(64,), seed=seed, max_iter=400, cache_dir=cache_dir,
-                        label=f"digits/mlp-seed{seed}")
+        net = train_mlp(
+            X_tr, y_tr, hidden=(64,), seed=seed, max_iter=400, cache_dir=cache_dir, label=f"digits/mlp-seed{seed}"
+        )
         f = net.features
         head = net.head
         what = "a scikit-learn MLP (64 ReLU units) trained on the known digits; features: its hidden layer"
     else:
+
         def f(X: np.ndarray) -> np.ndarray:
             return np.asarray(X, dtype=np.float32)
 
         head = None
         what = "raw pixels / 16 (64-d), no classifier head"
     return OpenSetData(
-        name="digits", representation=representation, seed=seed,
-        X_train=f(X_tr), y_train=y_tr, X_val=f(X_val), y_val=y_val, X_test=f(X_te), y_test=y_te,
-        ood={k: f(v) for k, v in ood.items()}, ood_kind={"near: unknown digits 6-9": "near",
-                                                       "far: scrambled digits": "far"},
-        head=head, class_names=[str(c) for c in KNOWN],
-        description=("scikit-learn digits open-set (seed %d): known digits 0-5; unknown digits 6-9 (near-OOD) and "
-                     "known test digits with scrambled pixels (far-OOD). Representation: %s." % (seed, what)))
+        name="digits",
+        representation=representation,
+        seed=seed,
+        X_train=f(X_tr),
+        y_train=y_tr,
+        X_val=f(X_val),
+        y_val=y_val,
+        X_test=f(X_te),
+        y_test=y_te,
+        ood={k: f(v) for k, v in ood.items()},
+        ood_kind={"near: unknown digits 6-9": "near", "far: scrambled digits": "far"},
+        head=head,
+        class_names=[str(c) for c in KNOWN],
+        description=(
+            f"scikit-learn digits open-set (seed {seed}): known digits 0-5; unknown digits 6-9 (near-OOD) and "
+            f"known test digits with scrambled pixels (far-OOD). Representation: {what}."
+        ),
+    )

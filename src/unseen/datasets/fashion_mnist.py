@@ -46,8 +46,7 @@ from .corruptions import CORRUPTIONS, corrupt_mixed
 __all__ = ["CLASS_NAMES", "DATA_DIR", "known_classes", "load_fashion_mnist", "read_idx", "read_split"]
 
 DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
-CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-               "Ankle boot")
+CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 ALWAYS_KNOWN = (0, 2, 4)
 SHIRT = 6
 SEED0_KNOWN = (0, 1, 2, 3, 4, 5)
@@ -61,8 +60,10 @@ SIZES = {  # per known class: train, val, test, covariate; per set: near/far tot
     "small": {"train": 40, "val": 10, "test": 20, "covariate": 10, "ood": 60},
 }
 
-INSTALL_HINT = ('Fashion-MNIST is not installed: run "sudo apt-get install -y dataset-fashion-mnist" '
-                '(Debian/Ubuntu) or "make data".')
+INSTALL_HINT = (
+    'Fashion-MNIST is not installed: run "sudo apt-get install -y dataset-fashion-mnist" '
+    '(Debian/Ubuntu) or "make data".'
+)
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -201,27 +202,48 @@ def build_images(seed: int, size: str, data_dir: str | os.PathLike | None = None
         ood[name], kinds[name] = images, "covariate"
         ood_labels[name] = np.array([remap[int(c)] for c in te_lab[idx]], dtype=np.int64)
     labels = {k: np.array([remap[int(c)] for c in v[1]], dtype=np.int64) for k, v in sets.items()}
-    return {"known": known, "unknown": unknown, "images": {k: v[0] for k, v in sets.items()}, "labels": labels,
-            "ood": ood, "ood_kind": kinds, "ood_labels": ood_labels, "rows": rows,
-            "severities": severities}
+    return {
+        "known": known,
+        "unknown": unknown,
+        "images": {k: v[0] for k, v in sets.items()},
+        "labels": labels,
+        "ood": ood,
+        "ood_kind": kinds,
+        "ood_labels": ood_labels,
+        "rows": rows,
+        "severities": severities,
+    }
 
 
 def _pixels(images: np.ndarray) -> np.ndarray:
     return (images.reshape(len(images), -1) / np.float32(255.0)).astype(np.float32)
 
 
-def load_fashion_mnist(*, representation: str = "efficientnet-lite0", seed: int = 0, size: str = "default",
-                       cache_dir: str | os.PathLike | None = None, progress: bool = True,
-                       data_dir: str | os.PathLike | None = None) -> OpenSetData:
+def load_fashion_mnist(
+    *,
+    representation: str = "efficientnet-lite0",
+    seed: int = 0,
+    size: str = "default",
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    data_dir: str | os.PathLike | None = None,
+) -> OpenSetData:
     """Build the Fashion-MNIST open-set benchmark (see the module docstring); use :func:`unseen.datasets.load`."""
     parts = build_images(seed, size, data_dir)
     imgs, labels = parts["images"], parts["labels"]
     if representation == "classifier":
         # 40 epochs in batches of 500 (float32): ≈ 0.97 train / 0.88 test accuracy in ~10 s on 2 cores;
         # training longer gains < 0.5 point.
-        net = train_mlp(_pixels(imgs["train"]), labels["train"], hidden=(256, 128), seed=seed, max_iter=40,
-                        batch_size=500, cache_dir=cache_dir,
-                        label=f"fashion-mnist/mlp-{size}-seed{seed}")
+        net = train_mlp(
+            _pixels(imgs["train"]),
+            labels["train"],
+            hidden=(256, 128),
+            seed=seed,
+            max_iter=40,
+            batch_size=500,
+            cache_dir=cache_dir,
+            label=f"fashion-mnist/mlp-{size}-seed{seed}",
+        )
 
         def feats(x: np.ndarray) -> np.ndarray:
             return net.features(_pixels(x))
@@ -233,23 +255,55 @@ def load_fashion_mnist(*, representation: str = "efficientnet-lite0", seed: int 
     else:
         encoder = _encoders.image_encoder(_encoders.IMAGE_SIZE)
         everything = {**imgs, **parts["ood"]}
-        key = {"dataset": "fashion-mnist", "size": size, "seed": seed, "image_size": _encoders.IMAGE_SIZE,
-               "preprocessing": PREPROCESSING}
-        enc = _encoders.encode_sets(encoder, everything, key=key, cache_dir=cache_dir, progress=progress,
-                                    label=f"fashion-mnist/{representation}-{size}-seed{seed}")
+        key = {
+            "dataset": "fashion-mnist",
+            "size": size,
+            "seed": seed,
+            "image_size": _encoders.IMAGE_SIZE,
+            "preprocessing": PREPROCESSING,
+        }
+        enc = _encoders.encode_sets(
+            encoder,
+            everything,
+            key=key,
+            cache_dir=cache_dir,
+            progress=progress,
+            label=f"fashion-mnist/{representation}-{size}-seed{seed}",
+        )
         F = {k: enc[k] for k in imgs}
         F_ood = {k: enc[k] for k in parts["ood"]}
-        head = linear_probe(F["train"], labels["train"], seed=seed, cache_dir=cache_dir,
-                            label=f"fashion-mnist/probe-{representation}-{size}-seed{seed}")
-        what = (f"EfficientNet-Lite0 (ImageNet) features at {_encoders.IMAGE_SIZE} px with a logistic-regression "
-                "probe on the known classes")
+        head = linear_probe(
+            F["train"],
+            labels["train"],
+            seed=seed,
+            cache_dir=cache_dir,
+            label=f"fashion-mnist/probe-{representation}-{size}-seed{seed}",
+        )
+        what = (
+            f"EfficientNet-Lite0 (ImageNet) features at {_encoders.IMAGE_SIZE} px with a logistic-regression "
+            "probe on the known classes"
+        )
     known_names = [CLASS_NAMES[c] for c in parts["known"]]
     unknown_names = [CLASS_NAMES[c] for c in parts["unknown"]]
-    description = (f"Fashion-MNIST open-set (seed {seed}, {size}): known {', '.join(known_names)}; unknown "
-                   f"{', '.join(unknown_names)} (near-OOD), scikit-learn digits (far-OOD) and known-class test images "
-                   f"under {', '.join(CORRUPTIONS)} at severities 1-5 (covariate shift). Representation: {what}.")
+    description = (
+        f"Fashion-MNIST open-set (seed {seed}, {size}): known {', '.join(known_names)}; unknown "
+        f"{', '.join(unknown_names)} (near-OOD), scikit-learn digits (far-OOD) and known-class test images "
+        f"under {', '.join(CORRUPTIONS)} at severities 1-5 (covariate shift). Representation: {what}."
+    )
     return OpenSetData(
-        name="fashion-mnist", representation=representation, seed=seed,
-        X_train=F["train"], y_train=labels["train"], X_val=F["val"], y_val=labels["val"],
-        X_test=F["test"], y_test=labels["test"], ood=F_ood, ood_kind=dict(parts["ood_kind"]), head=head,
-        class_names=known_names, ood_labels=dict(parts["ood_labels"]), description=description)
+        name="fashion-mnist",
+        representation=representation,
+        seed=seed,
+        X_train=F["train"],
+        y_train=labels["train"],
+        X_val=F["val"],
+        y_val=labels["val"],
+        X_test=F["test"],
+        y_test=labels["test"],
+        ood=F_ood,
+        ood_kind=dict(parts["ood_kind"]),
+        head=head,
+        class_names=known_names,
+        ood_labels=dict(parts["ood_labels"]),
+        description=description,
+    )

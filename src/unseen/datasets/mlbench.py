@@ -40,22 +40,38 @@ from ._base import MissingDataError, OpenSetData
 from ._util import rng_for, sample_mixed, sample_per_class, standardise
 from .classifier import linear_probe
 
-__all__ = ["data_dirs", "find_data_dir", "letter_known", "letter_rows", "load_letter", "load_satellite", "load_shuttle",
-           "read_table", "satellite_rows", "shuttle_rows"]
+__all__ = [
+    "data_dirs",
+    "find_data_dir",
+    "letter_known",
+    "letter_rows",
+    "load_letter",
+    "load_satellite",
+    "load_shuttle",
+    "read_table",
+    "satellite_rows",
+    "shuttle_rows",
+]
 
 REPRESENTATIONS = ("raw",)
 R_DATA = Path("usr/lib/R/site-library/mlbench/data")
-INSTALL_HINT = ('The mlbench data (UCI Shuttle and Satellite) is not installed: run "make data" (or '
-                '"bash scripts/install-data.sh"), which runs "apt-get download r-cran-mlbench" and extracts it with '
-                '"dpkg -x r-cran-mlbench_*.deb ~/.cache/unseen/data/r-cran-mlbench"; or "sudo apt-get install -y '
-                'r-cran-mlbench".')
-SHUTTLE_SIZES = {"default": {"train": 5000, "val": 1000, "test": 2000, "ood": 1000},
-                 "small": {"train": 400, "val": 100, "test": 200, "ood": 100}}
+INSTALL_HINT = (
+    'The mlbench data (UCI Shuttle and Satellite) is not installed: run "make data" (or '
+    '"bash scripts/install-data.sh"), which runs "apt-get download r-cran-mlbench" and extracts it with '
+    '"dpkg -x r-cran-mlbench_*.deb ~/.cache/unseen/data/r-cran-mlbench"; or "sudo apt-get install -y '
+    'r-cran-mlbench".'
+)
+SHUTTLE_SIZES = {
+    "default": {"train": 5000, "val": 1000, "test": 2000, "ood": 1000},
+    "small": {"train": 400, "val": 100, "test": 200, "ood": 100},
+}
 SATELLITE_SIZES = {"small": {"train": 100, "val": 25, "test": 50, "ood": 100}, "default": {"ood": 1000}}
 SATELLITE_SEED0_HELD_OUT = ("cotton crop", "damp grey soil")
 RARE_VALVES = ("Fpv.Close", "Fpv.Open", "Bpv.Close", "Bpv.Open")
-LETTER_SIZES = {"default": {"train": 300, "val": 100, "test": 150, "ood": 1500},
-                "small": {"train": 40, "val": 10, "test": 20, "ood": 100}}
+LETTER_SIZES = {
+    "default": {"train": 300, "val": 100, "test": 150, "ood": 1500},
+    "small": {"train": 40, "val": 10, "test": 20, "ood": 100},
+}
 LETTER_KNOWN = 16
 #: The column holding the class, when it is not the last one.
 LABEL_COLUMNS = {"LetterRecognition": "lettr"}
@@ -89,8 +105,9 @@ def _read_cached(path: str, label: str | None = None) -> tuple[np.ndarray, np.nd
         import pyreadr
     except ImportError as e:
         raise MissingDependencyError(
-            f'Reading the mlbench data needs pyreadr and pandas ({e}): run "pip install \'unseen[tabular]\'" '
-            '(or "pip install pyreadr pandas").') from e
+            f"Reading the mlbench data needs pyreadr and pandas ({e}): run \"pip install 'unseen[tabular]'\" "
+            '(or "pip install pyreadr pandas").'
+        ) from e
     frames = pyreadr.read_r(path)
     if len(frames) != 1:
         raise MissingDataError(f"{path} should hold one data frame, found {list(frames)}. {INSTALL_HINT}")
@@ -131,21 +148,43 @@ def shuttle_rows(y: np.ndarray, names: list[str], seed: int, size: str) -> dict[
     return rows
 
 
-def load_shuttle(*, representation: str = "raw", seed: int = 0, size: str = "default",
-                 cache_dir: str | os.PathLike | None = None, progress: bool = True) -> OpenSetData:
+def load_shuttle(
+    *,
+    representation: str = "raw",
+    seed: int = 0,
+    size: str = "default",
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> OpenSetData:
     """Build the Shuttle novelty benchmark (see the module docstring); use :func:`unseen.datasets.load`."""
     X, y, names = read_table("Shuttle")
     rows = shuttle_rows(y, names, seed, size)
     ood_names = [k for k in rows if k.startswith("far: ")]
     tr, va, te, *oo = standardise(*(X[rows[k]] for k in ("train", "val", "test", *ood_names)))
-    zeros = (lambda m: np.zeros(m, dtype=np.int64))
+
+    def zeros(m: int) -> np.ndarray:
+        return np.zeros(m, dtype=np.int64)
+
     return OpenSetData(
-        name="shuttle", representation=representation, seed=seed,
-        X_train=tr, y_train=zeros(len(tr)), X_val=va, y_val=zeros(len(va)), X_test=te, y_test=zeros(len(te)),
-        ood=dict(zip(ood_names, oo)), ood_kind={k: "far" for k in ood_names}, head=None, class_names=["Rad.Flow"],
-        description=(f"UCI Statlog Shuttle novelty detection (seed {seed}, {size}): in-distribution = the majority "
-                     "state Rad.Flow; OOD = the High and Bypass states and the rare valve states (Fpv/Bpv). "
-                     "Representation: the 9 attributes standardised on the training rows; no classifier head."))
+        name="shuttle",
+        representation=representation,
+        seed=seed,
+        X_train=tr,
+        y_train=zeros(len(tr)),
+        X_val=va,
+        y_val=zeros(len(va)),
+        X_test=te,
+        y_test=zeros(len(te)),
+        ood=dict(zip(ood_names, oo)),
+        ood_kind={k: "far" for k in ood_names},
+        head=None,
+        class_names=["Rad.Flow"],
+        description=(
+            f"UCI Statlog Shuttle novelty detection (seed {seed}, {size}): in-distribution = the majority "
+            "state Rad.Flow; OOD = the High and Bypass states and the rare valve states (Fpv/Bpv). "
+            "Representation: the 9 attributes standardised on the training rows; no classifier head."
+        ),
+    )
 
 
 def satellite_held_out(seed: int, names: list[str]) -> tuple[str, ...]:
@@ -170,16 +209,23 @@ def satellite_rows(y: np.ndarray, names: list[str], seed: int, size: str) -> dic
             cuts = np.cumsum([s["train"], s["val"], s["test"]])
         else:
             cuts = np.rint(np.array([0.6, 0.8, 1.0]) * len(rows)).astype(int)
-        for part, rr in zip(parts, np.split(rows[:cuts[-1]], cuts[:-1])):
+        for part, rr in zip(parts, np.split(rows[: cuts[-1]], cuts[:-1])):
             parts[part].append(np.sort(rr))
     out = {k: np.concatenate(v) for k, v in parts.items()}
-    out["near: held-out classes"] = sample_mixed(y, [code[c] for c in held], SATELLITE_SIZES[size]["ood"],
-                                                 rng_for(seed, "satellite", "near"))
+    out["near: held-out classes"] = sample_mixed(
+        y, [code[c] for c in held], SATELLITE_SIZES[size]["ood"], rng_for(seed, "satellite", "near")
+    )
     return out
 
 
-def load_satellite(*, representation: str = "raw", seed: int = 0, size: str = "default",
-                   cache_dir: str | os.PathLike | None = None, progress: bool = True) -> OpenSetData:
+def load_satellite(
+    *,
+    representation: str = "raw",
+    seed: int = 0,
+    size: str = "default",
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> OpenSetData:
     """Build the Satellite open-set benchmark (see the module docstring); use :func:`unseen.datasets.load`."""
     X, y, names = read_table("Satellite")
     held = satellite_held_out(seed, names)
@@ -189,16 +235,29 @@ def load_satellite(*, representation: str = "raw", seed: int = 0, size: str = "d
     remap = {code[c]: i for i, c in enumerate(known)}
     labels = {k: np.array([remap[int(v)] for v in y[rows[k]]], dtype=np.int64) for k in ("train", "val", "test")}
     tr, va, te, nr = standardise(*(X[rows[k]] for k in ("train", "val", "test", "near: held-out classes")))
-    head = linear_probe(tr, labels["train"], seed=seed, cache_dir=cache_dir,
-                        label=f"satellite/probe-{representation}-{size}-seed{seed}")
+    head = linear_probe(
+        tr, labels["train"], seed=seed, cache_dir=cache_dir, label=f"satellite/probe-{representation}-{size}-seed{seed}"
+    )
     return OpenSetData(
-        name="satellite", representation=representation, seed=seed,
-        X_train=tr, y_train=labels["train"], X_val=va, y_val=labels["val"], X_test=te, y_test=labels["test"],
-        ood={"near: held-out classes": nr}, ood_kind={"near: held-out classes": "near"}, head=head,
+        name="satellite",
+        representation=representation,
+        seed=seed,
+        X_train=tr,
+        y_train=labels["train"],
+        X_val=va,
+        y_val=labels["val"],
+        X_test=te,
+        y_test=labels["test"],
+        ood={"near: held-out classes": nr},
+        ood_kind={"near: held-out classes": "near"},
+        head=head,
         class_names=known,
-        description=(f"UCI Statlog (Landsat) Satellite open-set (seed {seed}, {size}): known {', '.join(known)}; "
-                     f"held-out {', '.join(held)} (near-OOD). Representation: the 36 spectral attributes "
-                     "standardised on the training rows, with a logistic-regression probe."))
+        description=(
+            f"UCI Statlog (Landsat) Satellite open-set (seed {seed}, {size}): known {', '.join(known)}; "
+            f"held-out {', '.join(held)} (near-OOD). Representation: the 36 spectral attributes "
+            "standardised on the training rows, with a logistic-regression probe."
+        ),
+    )
 
 
 def letter_known(seed: int, names: list[str]) -> tuple[str, ...]:
@@ -222,8 +281,14 @@ def letter_rows(y: np.ndarray, names: list[str], seed: int, size: str) -> dict[s
     return rows
 
 
-def load_letter(*, representation: str = "raw", seed: int = 0, size: str = "default",
-                cache_dir: str | os.PathLike | None = None, progress: bool = True) -> OpenSetData:
+def load_letter(
+    *,
+    representation: str = "raw",
+    seed: int = 0,
+    size: str = "default",
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> OpenSetData:
     """Build the Letter open-set benchmark (see the module docstring); use :func:`unseen.datasets.load`."""
     X, y, names = read_table("LetterRecognition")
     known = letter_known(seed, names)
@@ -232,14 +297,27 @@ def load_letter(*, representation: str = "raw", seed: int = 0, size: str = "defa
     remap = {code[c]: i for i, c in enumerate(known)}
     labels = {k: np.array([remap[int(v)] for v in y[rows[k]]], dtype=np.int64) for k in ("train", "val", "test")}
     tr, va, te, nr = standardise(*(X[rows[k]] for k in ("train", "val", "test", "near: held-out letters")))
-    head = linear_probe(tr, labels["train"], seed=seed, cache_dir=cache_dir,
-                        label=f"letter/probe-{representation}-{size}-seed{seed}")
+    head = linear_probe(
+        tr, labels["train"], seed=seed, cache_dir=cache_dir, label=f"letter/probe-{representation}-{size}-seed{seed}"
+    )
     held = [c for c in names if c not in known]
     return OpenSetData(
-        name="letter", representation=representation, seed=seed,
-        X_train=tr, y_train=labels["train"], X_val=va, y_val=labels["val"], X_test=te, y_test=labels["test"],
-        ood={"near: held-out letters": nr}, ood_kind={"near: held-out letters": "near"}, head=head,
+        name="letter",
+        representation=representation,
+        seed=seed,
+        X_train=tr,
+        y_train=labels["train"],
+        X_val=va,
+        y_val=labels["val"],
+        X_test=te,
+        y_test=labels["test"],
+        ood={"near: held-out letters": nr},
+        ood_kind={"near: held-out letters": "near"},
+        head=head,
         class_names=list(known),
-        description=(f"UCI Letter Recognition open-set (seed {seed}, {size}): known letters {''.join(known)}; held-out "
-                     f"{''.join(held)} (near-OOD). Representation: the 16 attributes standardised on the training rows, "
-                     "with a logistic-regression probe."))
+        description=(
+            f"UCI Letter Recognition open-set (seed {seed}, {size}): known letters {''.join(known)}; held-out "
+            f"{''.join(held)} (near-OOD). Representation: the 16 attributes standardised on the training rows, "
+            "with a logistic-regression probe."
+        ),
+    )

@@ -46,11 +46,32 @@ REPRESENTATIONS = ("minilm",)
 INSTALL_HINT = 'WordNet is not installed: run "sudo apt-get install -y wordnet-base" (Debian/Ubuntu) or "make data".'
 # Lexicographer file numbers (WordNet's lexnames file).
 LEXNAMES = {
-    3: "noun.Tops", 4: "noun.act", 5: "noun.animal", 6: "noun.artifact", 7: "noun.attribute", 8: "noun.body",
-    9: "noun.cognition", 10: "noun.communication", 11: "noun.event", 12: "noun.feeling", 13: "noun.food",
-    14: "noun.group", 15: "noun.location", 16: "noun.motive", 17: "noun.object", 18: "noun.person",
-    19: "noun.phenomenon", 20: "noun.plant", 21: "noun.possession", 22: "noun.process", 23: "noun.quantity",
-    24: "noun.relation", 25: "noun.shape", 26: "noun.state", 27: "noun.substance", 28: "noun.time",
+    3: "noun.Tops",
+    4: "noun.act",
+    5: "noun.animal",
+    6: "noun.artifact",
+    7: "noun.attribute",
+    8: "noun.body",
+    9: "noun.cognition",
+    10: "noun.communication",
+    11: "noun.event",
+    12: "noun.feeling",
+    13: "noun.food",
+    14: "noun.group",
+    15: "noun.location",
+    16: "noun.motive",
+    17: "noun.object",
+    18: "noun.person",
+    19: "noun.phenomenon",
+    20: "noun.plant",
+    21: "noun.possession",
+    22: "noun.process",
+    23: "noun.quantity",
+    24: "noun.relation",
+    25: "noun.shape",
+    26: "noun.state",
+    27: "noun.substance",
+    28: "noun.time",
 }
 KNOWN = (6, 18, 20, 5, 27, 15)  # artifact, person, plant, animal, substance, location
 HELD_OUT = (4, 10, 26, 7, 9, 14)  # act, communication, state, attribute, cognition, group
@@ -124,41 +145,74 @@ def build_texts(seed: int, size: str, data_dir: str | os.PathLike | None = None)
     i_te = sample_per_class(lex_ok, known, n["test"], rng_for(seed, "wordnet", "test"), exclude=used)
     i_near = sample_mixed(lex_ok, held_out, n["ood"], rng_for(seed, "wordnet", "near"))
     verb_rows = np.flatnonzero(verb_ok)
-    i_far = np.sort(rng_for(seed, "wordnet", "far").choice(verb_rows, size=min(n["ood"], len(verb_rows)),
-                                                              replace=False))
+    i_far = np.sort(
+        rng_for(seed, "wordnet", "far").choice(verb_rows, size=min(n["ood"], len(verb_rows)), replace=False)
+    )
     remap = {c: i for i, c in enumerate(known)}
-    pick = (lambda idx: [texts[i] for i in idx])
+
+    def pick(idx: np.ndarray) -> list[str]:
+        return [texts[i] for i in idx]
+
     return {
-        "known": known, "held_out": held_out,
+        "known": known,
+        "held_out": held_out,
         "texts": {"train": pick(i_tr), "val": pick(i_val), "test": pick(i_te)},
-        "labels": {k: np.array([remap[int(c)] for c in lex[idx]], dtype=np.int64)
-                   for k, idx in (("train", i_tr), ("val", i_val), ("test", i_te))},
+        "labels": {
+            k: np.array([remap[int(c)] for c in lex[idx]], dtype=np.int64)
+            for k, idx in (("train", i_tr), ("val", i_val), ("test", i_te))
+        },
         "ood": {"near: held-out supersenses": pick(i_near), "far: verb glosses": [vtexts[i] for i in i_far]},
     }
 
 
-def load_wordnet(*, representation: str = "minilm", seed: int = 0, size: str = "default",
-                 cache_dir: str | os.PathLike | None = None, progress: bool = True,
-                 data_dir: str | os.PathLike | None = None) -> OpenSetData:
+def load_wordnet(
+    *,
+    representation: str = "minilm",
+    seed: int = 0,
+    size: str = "default",
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    data_dir: str | os.PathLike | None = None,
+) -> OpenSetData:
     """Build the WordNet supersense open-set benchmark (see the module docstring); use :func:`unseen.datasets.load`."""
     parts = build_texts(seed, size, data_dir)
     encoder = _encoders.text_encoder()
     everything = {**parts["texts"], **parts["ood"]}
-    enc = _encoders.encode_sets(encoder, everything, key={"dataset": "wordnet", "size": size, "seed": seed},
-                                cache_dir=cache_dir, progress=progress,
-                                label=f"wordnet/{representation}-{size}-seed{seed}")
+    enc = _encoders.encode_sets(
+        encoder,
+        everything,
+        key={"dataset": "wordnet", "size": size, "seed": seed},
+        cache_dir=cache_dir,
+        progress=progress,
+        label=f"wordnet/{representation}-{size}-seed{seed}",
+    )
     labels = parts["labels"]
-    head = linear_probe(enc["train"], labels["train"], seed=seed, cache_dir=cache_dir,
-                        label=f"wordnet/probe-{representation}-{size}-seed{seed}")
+    head = linear_probe(
+        enc["train"],
+        labels["train"],
+        seed=seed,
+        cache_dir=cache_dir,
+        label=f"wordnet/probe-{representation}-{size}-seed{seed}",
+    )
     known_names = [LEXNAMES[c].split(".", 1)[1] for c in parts["known"]]
     held_names = [LEXNAMES[c].split(".", 1)[1] for c in parts["held_out"]]
     return OpenSetData(
-        name="wordnet", representation=representation, seed=seed,
-        X_train=enc["train"], y_train=labels["train"], X_val=enc["val"], y_val=labels["val"],
-        X_test=enc["test"], y_test=labels["test"],
+        name="wordnet",
+        representation=representation,
+        seed=seed,
+        X_train=enc["train"],
+        y_train=labels["train"],
+        X_val=enc["val"],
+        y_val=labels["val"],
+        X_test=enc["test"],
+        y_test=labels["test"],
         ood={k: enc[k] for k in parts["ood"]},
         ood_kind={"near: held-out supersenses": "near", "far: verb glosses": "far"},
-        head=head, class_names=known_names,
-        description=(f"WordNet noun definitions by supersense (seed {seed}, {size}): known {', '.join(known_names)}; "
-                     f"held-out {', '.join(held_names)} (near-OOD); verb definitions (far-OOD). Representation: "
-                     "all-MiniLM-L6-v2 sentence embeddings (384-d) with a logistic-regression probe."))
+        head=head,
+        class_names=known_names,
+        description=(
+            f"WordNet noun definitions by supersense (seed {seed}, {size}): known {', '.join(known_names)}; "
+            f"held-out {', '.join(held_names)} (near-OOD); verb definitions (far-OOD). Representation: "
+            "all-MiniLM-L6-v2 sentence embeddings (384-d) with a logistic-regression probe."
+        ),
+    )

@@ -52,8 +52,8 @@ from typing import Any
 
 import numpy as np
 
-from ..base import Detector
 from .._validation import check_labels, check_param
+from ..base import Detector
 from ..exceptions import InputError, NotFittedError
 from ..persistence import savable
 
@@ -367,7 +367,10 @@ class ConformalFlagger:
     name = "conformal_flagger"
     #: The calibrated state a saved file may hold (:mod:`unseen._schema`).
     state_spec = {
-        "calibration_scores_": "float[N]", "n_calibration_": "int>=1=N", "classes_": "int[C]", "class_counts_": "int[C]",
+        "calibration_scores_": "float[N]",
+        "n_calibration_": "int>=1=N",
+        "classes_": "int[C]",
+        "class_counts_": "int[C]",
         "epsilon_": "float",
     }
 
@@ -423,7 +426,11 @@ class ConformalFlagger:
             raise InputError("calibration_scores_ holds non-finite values")
         conditional = self.mode == "class_conditional"
         counts = self.class_counts_ if conditional else np.array([s.shape[0]])
-        if (counts < 1).any() or int(counts.sum()) != s.shape[0] or (conditional and np.any(np.diff(self.classes_) <= 0)):
+        if (
+            (counts < 1).any()
+            or int(counts.sum()) != s.shape[0]
+            or (conditional and np.any(np.diff(self.classes_) <= 0))
+        ):
             raise InputError("the class counts do not add up to the calibration scores")
         ends = np.cumsum(counts)
         for start, end in zip(ends - counts, ends):

@@ -166,9 +166,18 @@ class OpenSetClassifier:
     name = "open_set_classifier"
     #: The fitted state a saved file may hold (:mod:`unseen._schema`); ``unknown_label_`` is absent from older files.
     state_spec = {
-        "W_": "float[K, D]|None", "b_": "float[K]|None", "classes_": "label[C]", "class_counts_": "int[C]",
-        "fallback_": "bool[C]", "thresholds_": "float[C]", "threshold_": "float", "classifier_": "null",
-        "detector_input_": "str", "input_": "str", "n_features_in_": "int>=1", "detector_": "detector",
+        "W_": "float[K, D]|None",
+        "b_": "float[K]|None",
+        "classes_": "label[C]",
+        "class_counts_": "int[C]",
+        "fallback_": "bool[C]",
+        "thresholds_": "float[C]",
+        "threshold_": "float",
+        "classifier_": "null",
+        "detector_input_": "str",
+        "input_": "str",
+        "n_features_in_": "int>=1",
+        "detector_": "detector",
         "unknown_label_": "label?",
     }
 
@@ -190,7 +199,12 @@ class OpenSetClassifier:
     def __repr__(self) -> str:
         extra = "".join(
             f", {k}={getattr(self, k)!r}"
-            for k, default in (("thresholds", "global"), ("tpr", 0.95), ("unknown_label", None), ("min_class_samples", None))
+            for k, default in (
+                ("thresholds", "global"),
+                ("tpr", 0.95),
+                ("unknown_label", None),
+                ("min_class_samples", None),
+            )
             if not (getattr(self, k) == default and type(getattr(self, k)) is type(default))
         )
         return f"OpenSetClassifier({self.detector!r}{extra})"
@@ -304,11 +318,7 @@ class OpenSetClassifier:
         bad = classes[idx] != y
         if np.any(bad):
             shown = np.unique(y[bad])
-            hint = (
-                " Samples of unknown classes belong in X_unknown."
-                if np.any(shown == self.unknown_label_)
-                else ""
-            )
+            hint = " Samples of unknown classes belong in X_unknown." if np.any(shown == self.unknown_label_) else ""
             raise InputError(
                 f"{type(self).__name__}: {what} holds labels {shown[:10].tolist()} that are not known classes "
                 f"{classes[:20].tolist()}{' ...' if classes.shape[0] > 20 else ''}.{hint}"
@@ -431,7 +441,11 @@ class OpenSetClassifier:
         self.unknown_label_ = self._check_unknown_label()
         y_idx = self._encode(labels, "y")
         X_det, logits = self._prepare(X)
-        fit_head = (self.W_, self.b_) if self.W_ is not None and self.detector_input_ == "features" and det.takes_head() else None
+        fit_head = (
+            (self.W_, self.b_)
+            if self.W_ is not None and self.detector_input_ == "features" and det.takes_head()
+            else None
+        )
         det.fit(X_det, y_idx, head=fit_head)
         self.detector_ = det
         self.threshold_ = float(det.offset_)
@@ -707,7 +721,10 @@ class OpenSetClassifier:
         for f in EVAL_CCR_FPRS:
             out[f"ccr_at_fpr_{f:g}"] = metrics.ccr_at_fpr(s_k, correct, s_u, f)
         y_pred = np.concatenate(
-            [np.where(acc_k, self.classes_[pred_k], self.unknown_label_), np.where(acc_u, self.classes_[pred_u], self.unknown_label_)]
+            [
+                np.where(acc_k, self.classes_[pred_k], self.unknown_label_),
+                np.where(acc_u, self.classes_[pred_u], self.unknown_label_),
+            ]
         )
         y_true = np.concatenate([y, np.full(s_u.shape[0], self.unknown_label_)])
         out["macro_f1_open"] = metrics.macro_f1_open(y_true, y_pred, self.unknown_label_)

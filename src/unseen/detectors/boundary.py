@@ -166,7 +166,9 @@ class SHE(Detector):
                 f"{C} rows the fitted head."
             )
         if W.shape[0] == C + 1 and label != C:
-            raise InputError(f"{owner}.enroll: the extended head adds class {C}; enroll that class (label={C}) with it.")
+            raise InputError(
+                f"{owner}.enroll: the extended head adds class {C}; enroll that class (label={C}) with it."
+            )
         X64 = np.asarray(X, dtype=np.float64)
         correct = (X64 @ W.T + b).argmax(axis=1) == label
         patterns, n_correct, n_all = self.patterns_, self.n_correct_, self.n_samples_
@@ -193,8 +195,12 @@ class SHE(Detector):
 
     def signals(self, X: np.ndarray) -> Signals:
         out = Signals.single("pattern similarity", self._score_batched(X))
-        return out.with_classes(range(self.patterns_.shape[0]), np.asarray(X, dtype=np.float64) @ self.patterns_.T,
-                                "inner product with the class pattern, higher = closer", lower_is_closer=False)
+        return out.with_classes(
+            range(self.patterns_.shape[0]),
+            np.asarray(X, dtype=np.float64) @ self.patterns_.T,
+            "inner product with the class pattern, higher = closer",
+            lower_is_closer=False,
+        )
 
 
 class FDBD(Detector):
@@ -292,7 +298,12 @@ class FDBD(Detector):
     def signals(self, X: np.ndarray) -> Signals:
         boundary, norm = self._parts(X)
         norm_name = "distance to the mean feature" if self.distance_as_normalizer else "feature norm"
-        out = Signals({"boundary distance sum": boundary.sum(axis=1), norm_name: norm},
-                      {"boundary distance sum": True, norm_name: False})
-        return out.with_classes(range(boundary.shape[1]), boundary,
-                                "distance to the decision boundary with each class (0 = predicted), lower = closer")
+        out = Signals(
+            {"boundary distance sum": boundary.sum(axis=1), norm_name: norm},
+            {"boundary distance sum": True, norm_name: False},
+        )
+        return out.with_classes(
+            range(boundary.shape[1]),
+            boundary,
+            "distance to the decision boundary with each class (0 = predicted), lower = closer",
+        )

@@ -112,8 +112,13 @@ class DEUP(Detector):
 
     name = "deup"
     state_spec = {
-        "bandwidth_": "float", "bank_": "float32[N, D]", "classes_": "int[C]", "losses_": "float[N]",
-        "mean_": "float[D]", "scale_": "float[D]", "prior_error_": "float",
+        "bandwidth_": "float",
+        "bank_": "float32[N, D]",
+        "classes_": "int[C]",
+        "losses_": "float[N]",
+        "mean_": "float[D]",
+        "scale_": "float[D]",
+        "prior_error_": "float",
     }
     family = "learned"
     input_kind = "features"

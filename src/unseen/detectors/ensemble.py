@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_param
 from .. import base as _base
+from .._validation import check_param
 from ..base import DataShape, Detector, Signals
 from ..exceptions import DegenerateFitError, DegenerateFitWarning, InputError
 
@@ -208,7 +208,10 @@ class Ensemble(Detector):
     def _threshold_rows(self, X: np.ndarray) -> np.ndarray:
         """A seeded sample of fit rows no larger than any member's own cap on the rows it scores for its threshold
         (KNN's ``threshold_rows``), so that every member scores the same rows."""
-        cap = min([_base.THRESHOLD_SAMPLE] + [int(getattr(d, "threshold_rows", 0) or 0) or _base.THRESHOLD_SAMPLE for d in self.members_])
+        cap = min(
+            [_base.THRESHOLD_SAMPLE]
+            + [int(getattr(d, "threshold_rows", 0) or 0) or _base.THRESHOLD_SAMPLE for d in self.members_]
+        )
         if X.shape[0] <= cap:
             return X
         return X[np.sort(np.random.default_rng(0).choice(X.shape[0], cap, replace=False))]

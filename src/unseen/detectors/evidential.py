@@ -108,8 +108,9 @@ class Evidential(_LogitDetector):
     def signals(self, X: np.ndarray) -> Signals:
         u = self.uncertainty(X)
         out = Signals.single("vacuity", u["vacuity"], higher_is_id=False)
-        return out.with_classes(range(u["belief"].shape[1]), u["belief"], "evidential belief, higher = closer",
-                                lower_is_closer=False)
+        return out.with_classes(
+            range(u["belief"].shape[1]), u["belief"], "evidential belief, higher = closer", lower_is_closer=False
+        )
 
     def uncertainty(self, X) -> dict[str, np.ndarray]:
         """The evidential split of uncertainty into ignorance and confusion.

@@ -25,8 +25,9 @@ from ..exceptions import DegenerateFitError, InputError
 __all__ = ["Gaussian", "Mahalanobis", "RelativeMahalanobis"]
 
 
-def _accumulate(source: Iterable[tuple[int, np.ndarray]], y: np.ndarray | None, n_features: int, owner: str,
-                device=None):
+def _accumulate(
+    source: Iterable[tuple[int, np.ndarray]], y: np.ndarray | None, n_features: int, owner: str, device=None
+):
     """One pass over the blocks: per-class counts and means, pooled within-class scatter."""
     if y is None:
         classes = np.zeros(1, dtype=np.int64)
@@ -107,8 +108,14 @@ class _ClassGaussian(_GaussianBase):
     forget_takes_rows = True
     # counts_, means_ and scatter_ are absent from files saved before enrollment existed.
     state_spec = {
-        "classes_": "int[C]", "counts_": "int[C]?", "means_": "float[C, D]?", "scatter_": "float[D, D]?",
-        "scatter_count_": "int>=1?", "location_": "float[D]", "whitening_": "float[D, R]", "centers_": "float[C, R]",
+        "classes_": "int[C]",
+        "counts_": "int[C]?",
+        "means_": "float[C, D]?",
+        "scatter_": "float[D, D]?",
+        "scatter_count_": "int>=1?",
+        "location_": "float[D]",
+        "whitening_": "float[D, R]",
+        "centers_": "float[C, R]",
     }
 
     mergeable = True
@@ -128,8 +135,9 @@ class _ClassGaussian(_GaussianBase):
     def _refresh(self) -> None:
         """Location, whitening and whitened class centres from the sufficient statistics."""
         counts = self.counts_
-        whitening = _whitening(self.scatter_ / max(self.scatter_count_, 1), type(self).__name__,
-                               "the rows of each class")
+        whitening = _whitening(
+            self.scatter_ / max(self.scatter_count_, 1), type(self).__name__, "the rows of each class"
+        )
         self.location_ = (counts[:, None] * self.means_).sum(0) / counts.sum()
         self.whitening_ = whitening
         self.centers_ = (self.means_ - self.location_) @ self.whitening_
@@ -411,10 +419,14 @@ class RelativeMahalanobis(_ClassGaussian):
         md, md0 = self._distances(X)
         rel = md - md0[:, None]
         nearest = md[np.arange(md.shape[0]), rel.argmin(axis=1)]
-        out = Signals({"class term": -nearest, "background term": md0}, {"class term": True, "background term": True},
-                      additive=True)
-        return out.with_classes(self.classes_.tolist(), rel,
-                                "relative squared Mahalanobis distance MD^2_c - MD^2_0, lower = closer")
+        out = Signals(
+            {"class term": -nearest, "background term": md0},
+            {"class term": True, "background term": True},
+            additive=True,
+        )
+        return out.with_classes(
+            self.classes_.tolist(), rel, "relative squared Mahalanobis distance MD^2_c - MD^2_0, lower = closer"
+        )
 
 
 class Gaussian(_GaussianBase):

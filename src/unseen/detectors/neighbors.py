@@ -19,7 +19,17 @@ from .._stats import logsumexp_rows
 from .._validation import check_param
 from ..base import DataShape, Detector, Neighbours, Signals
 from ..exceptions import InputError
-from ..search import MARGIN, brute_force_ids, candidates, exact_values, half_squared_norms, faiss_module, nearest_float64, nearest_inner, normalise
+from ..search import (
+    MARGIN,
+    brute_force_ids,
+    candidates,
+    exact_values,
+    faiss_module,
+    half_squared_norms,
+    nearest_float64,
+    nearest_inner,
+    normalise,
+)
 
 __all__ = ["KNN", "NNGuide"]
 
@@ -28,8 +38,9 @@ _IVF_NITER = 10
 _IVF_POINTS_PER_LIST = 64
 
 
-def _gather_rows(source: Iterable[tuple[int, np.ndarray]], n_features: int, n_samples: int | None,
-                 path: str | None = None) -> np.ndarray:
+def _gather_rows(
+    source: Iterable[tuple[int, np.ndarray]], n_features: int, n_samples: int | None, path: str | None = None
+) -> np.ndarray:
     """Normalised float32 bank from blocks (preallocated when the row count is known); with ``path``, written
     to that ``.npy`` file and returned as a read-only memory map, so the bank never has to fit in memory."""
     if path is not None:
@@ -294,7 +305,9 @@ class KNN(Detector):
             if self.index == "ivfpq":
                 m = int(self.pq_m) if self.pq_m is not None else _pq_subquantizers(D)
                 if D % m:
-                    raise InputError(f"KNN: pq_m={m} must divide the number of features ({D}); e.g. pq_m={_pq_subquantizers(D)}.")
+                    raise InputError(
+                        f"KNN: pq_m={m} must divide the number of features ({D}); e.g. pq_m={_pq_subquantizers(D)}."
+                    )
                 index = faiss.IndexIVFPQ(faiss.IndexFlatL2(D), D, nlist, m, 8)
                 index.do_polysemous_training = False  # Hamming-ordered codes: 6x the training time, unused here
                 n_train = min(n, max(n_train, 256 * 39))  # every 8-bit sub-quantiser needs 256 x 39 points
@@ -419,8 +432,11 @@ class KNN(Detector):
             return 0.0
         out = []
         for approximate in (True, False):
-            s = [-self._search(Q[i : i + 8192], self.k, approximate=approximate)[0][:, self.k - 1]
-                 for Q in (Q_id, Q_ood) for i in range(0, Q.shape[0], 8192)]
+            s = [
+                -self._search(Q[i : i + 8192], self.k, approximate=approximate)[0][:, self.k - 1]
+                for Q in (Q_id, Q_ood)
+                for i in range(0, Q.shape[0], 8192)
+            ]
             n_id = -(-Q_id.shape[0] // 8192)
             out.append(auroc(np.concatenate(s[:n_id]), np.concatenate(s[n_id:])))
         self.delta_auroc_ = float(out[0] - out[1])
@@ -616,10 +632,18 @@ class KNN(Detector):
     # rebuilding it from stored arrays instead.
 
     state_spec = {
-        "bank_": "float32[N, D]?", "bank_labels_": "int[N]?", "nlist_": "int>=0", "nprobe_": "int>=0",
-        "ef_search_": "int>=0", "recall_": "float", "index_bytes_": "uint8[*]",
+        "bank_": "float32[N, D]?",
+        "bank_labels_": "int[N]?",
+        "nlist_": "int>=0",
+        "nprobe_": "int>=0",
+        "ef_search_": "int>=0",
+        "recall_": "float",
+        "index_bytes_": "uint8[*]",
         # A bank kept on disk (bank_path=) is saved as its file and row count instead of bank_.
-        "bank_file_": "str?", "bank_rows_": "int=N?", "pq_m_": "int>=1?", "delta_auroc_": "float?",
+        "bank_file_": "str?",
+        "bank_rows_": "int=N?",
+        "pq_m_": "int>=1?",
+        "delta_auroc_": "float?",
     }
 
     def _check_state(self) -> None:
@@ -629,14 +653,22 @@ class KNN(Detector):
         if self.k > n:
             raise InputError(f"k = {self.k} exceeds the {n} bank rows")
         kind = "exact" if self.index_bytes_.size == 0 else ("ivf" if self.nlist_ > 0 else "hnsw")
-        if kind != self.index.replace("ivfpq", "ivf") or (self.nlist_ > 0) != (self.nprobe_ > 0) or (kind == "hnsw") != (self.ef_search_ > 0):
-            raise InputError(f"the stored index ({kind}, nlist_={self.nlist_}, nprobe_={self.nprobe_}, "
-                             f"ef_search_={self.ef_search_}) does not match index={self.index!r}")
+        if (
+            kind != self.index.replace("ivfpq", "ivf")
+            or (self.nlist_ > 0) != (self.nprobe_ > 0)
+            or (kind == "hnsw") != (self.ef_search_ > 0)
+        ):
+            raise InputError(
+                f"the stored index ({kind}, nlist_={self.nlist_}, nprobe_={self.nprobe_}, "
+                f"ef_search_={self.ef_search_}) does not match index={self.index!r}"
+            )
         if kind != "exact":
             index = self._get_index()
             if int(index.ntotal) != n or int(index.d) != self.bank_.shape[1]:
-                raise InputError(f"the faiss index holds {index.ntotal} vectors of dimension {index.d}, but the bank "
-                                 f"has {n} of dimension {self.bank_.shape[1]}")
+                raise InputError(
+                    f"the faiss index holds {index.ntotal} vectors of dimension {index.d}, but the bank "
+                    f"has {n} of dimension {self.bank_.shape[1]}"
+                )
 
     def _store_index(self, index) -> None:
         """Re-serialise a changed approximate index and re-measure its recall."""

@@ -129,7 +129,10 @@ class OpenMax(Detector):
 
     name = "openmax"
     state_spec = {
-        "centers_": "float[C, C]", "weibull_shape_": "float[C]", "weibull_scale_": "float[C]", "weibull_tail_min_": "float[C]",
+        "centers_": "float[C, C]",
+        "weibull_shape_": "float[C]",
+        "weibull_scale_": "float[C]",
+        "weibull_tail_min_": "float[C]",
     }
     family = "openset"
     input_kind = "logits"
@@ -244,8 +247,12 @@ class OpenMax(Detector):
     def signals(self, X: np.ndarray) -> Signals:
         proba = self.predict_proba_openmax(X)
         out = Signals.single("P(unknown)", proba[:, 0], higher_is_id=False)
-        return out.with_classes(["unknown", *range(proba.shape[1] - 1)], proba, "OpenMax probability, higher = closer",
-                                lower_is_closer=False)
+        return out.with_classes(
+            ["unknown", *range(proba.shape[1] - 1)],
+            proba,
+            "OpenMax probability, higher = closer",
+            lower_is_closer=False,
+        )
 
     def predict_proba_open(self, X) -> np.ndarray:
         """The OpenMax probabilities with the unknown class last: columns ``0..C-1`` the known classes, ``C``

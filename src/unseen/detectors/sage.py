@@ -112,8 +112,14 @@ class SAGE(Detector):
 
     name = "sage"
     state_spec = {
-        "knn_": "detectors", "mean_": "float[D]", "components_": "float[D, P]", "n_components_": "int>=1=P",
-        "reference_index_": "int[*]", "cdf_knn_": "float[*]", "cdf_reconstruction_": "float[*]", "cdf_confidence_": "float[*]",
+        "knn_": "detectors",
+        "mean_": "float[D]",
+        "components_": "float[D, P]",
+        "n_components_": "int>=1=P",
+        "reference_index_": "int[*]",
+        "cdf_knn_": "float[*]",
+        "cdf_reconstruction_": "float[*]",
+        "cdf_confidence_": "float[*]",
     }
     family = "ensemble"
     input_kind = "features"
@@ -149,8 +155,13 @@ class SAGE(Detector):
             check_param(self.n_components, "n_components", owner=owner, kind=(int, np.integer), low=1)
         else:
             check_param(
-                self.n_components, "n_components", owner=owner, low=0.0, high=1.0,
-                low_inclusive=False, high_inclusive=False,
+                self.n_components,
+                "n_components",
+                owner=owner,
+                low=0.0,
+                high=1.0,
+                low_inclusive=False,
+                high_inclusive=False,
             )
         check_param(self.reference_fraction, "reference_fraction", owner=owner, low=0.0, high=1.0, high_inclusive=False)
         check_param(self.combine, "combine", owner=owner, choices=list(_COMBINE))
@@ -196,7 +207,9 @@ class SAGE(Detector):
         else:
             total = vals.sum()
             if total <= 0.0:
-                raise InputError(f"{owner}: every feature is constant over the fit data; there is no variance to analyse.")
+                raise InputError(
+                    f"{owner}: every feature is constant over the fit data; there is no variance to analyse."
+                )
             q = int(np.searchsorted(np.cumsum(vals / total), self.n_components, side="right") + 1)
             q = min(q, D - 1)
         self.knn_ = [knn]

@@ -133,10 +133,19 @@ class SDM(Detector):
 
     name = "sdm"
     state_spec = {
-        "n_classes_": "int>=2=C", "support_": "float32[S, D]", "support_labels_": "int[S]", "support_predictions_": "int[S]",
-        "support_index_": "int[S]", "calibration_index_": "int[L]", "calibration_labels_": "int[L]",
-        "calibration_predictions_": "int[L]", "calibration_q_": "int[L]", "calibration_probability_": "float[L]",
-        "class_distances_": "float[*]", "class_offsets_": "int[C+1]", "distance_scale_": "float",
+        "n_classes_": "int>=2=C",
+        "support_": "float32[S, D]",
+        "support_labels_": "int[S]",
+        "support_predictions_": "int[S]",
+        "support_index_": "int[S]",
+        "calibration_index_": "int[L]",
+        "calibration_labels_": "int[L]",
+        "calibration_predictions_": "int[L]",
+        "calibration_q_": "int[L]",
+        "calibration_probability_": "float[L]",
+        "class_distances_": "float[*]",
+        "class_offsets_": "int[C+1]",
+        "distance_scale_": "float",
     }
     family = "openset"
     input_kind = "features"
@@ -158,8 +167,13 @@ class SDM(Detector):
         owner = type(self).__name__
         check_param(self.max_q, "max_q", owner=owner, kind=(int, np.integer), low=1)
         check_param(
-            self.calibration_fraction, "calibration_fraction", owner=owner, low=0.0, high=1.0,
-            low_inclusive=False, high_inclusive=False,
+            self.calibration_fraction,
+            "calibration_fraction",
+            owner=owner,
+            low=0.0,
+            high=1.0,
+            low_inclusive=False,
+            high_inclusive=False,
         )
         check_param(self.seed, "seed", owner=owner, kind=(int, np.integer), low=0)
 
@@ -167,8 +181,9 @@ class SDM(Detector):
         off, n_dist = self.class_offsets_, self.class_distances_.shape[0]
         if off[0] != 0 or off[-1] != n_dist or np.any(np.diff(off) < 0):
             raise InputError(f"class_offsets_ {off.tolist()} do not partition the {n_dist} class distances")
-        labels = np.concatenate([self.support_labels_, self.support_predictions_, self.calibration_labels_,
-                                 self.calibration_predictions_])
+        labels = np.concatenate(
+            [self.support_labels_, self.support_predictions_, self.calibration_labels_, self.calibration_predictions_]
+        )
         if labels.size and (labels.min() < 0 or labels.max() >= self.n_classes_):
             raise InputError(f"stored labels fall outside the {self.n_classes_} classes")
         if self.W_ is None or self.W_.shape[0] != self.n_classes_:

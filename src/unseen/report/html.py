@@ -91,8 +91,10 @@ class _Figures:
             self.files.append(path)
         w, h = (fig.get_size_inches() * plots.DPI).round().astype(int)
         data = base64.b64encode(png).decode("ascii")
-        return (f'<figure><img src="data:image/png;base64,{data}" alt="{_e(alt)}" width="{w}" height="{h}">'
-                f"<figcaption>{caption_html}</figcaption></figure>")
+        return (
+            f'<figure><img src="data:image/png;base64,{data}" alt="{_e(alt)}" width="{w}" height="{h}">'
+            f"<figcaption>{caption_html}</figcaption></figure>"
+        )
 
 
 # ------------------------------------------------------------------------------------------ result views
@@ -216,16 +218,23 @@ def _flatten(config: Mapping, prefix: str = "") -> list[tuple[str, str]]:
 
 def _header(v: _View) -> str:
     r = v.r
-    rows = [("benchmark", r.benchmark), ("representation", r.representation),
-            ("seeds", ", ".join(str(s) for s in r.seeds) + f"  ({len(r.seeds)})")]
+    rows = [
+        ("benchmark", r.benchmark),
+        ("representation", r.representation),
+        ("seeds", ", ".join(str(s) for s in r.seeds) + f"  ({len(r.seeds)})"),
+    ]
     if r.scores:
         first = next(iter(r.scores.values()))
         rows.append(("ID test inputs (first seed)", str(len(first.id_test))))
-    sets = ", ".join(f"{s} [{KIND_LABEL.get(v.kinds[s], v.kinds[s] or '?')}"
-                     + (f", n={v.n_ood(s)}]" if v.n_ood(s) is not None else "]") for s in v.sets)
+    sets = ", ".join(
+        f"{s} [{KIND_LABEL.get(v.kinds[s], v.kinds[s] or '?')}"
+        + (f", n={v.n_ood(s)}]" if v.n_ood(s) is not None else "]")
+        for s in v.sets
+    )
     rows.append(("OOD sets", sets or "none"))
-    rows.append(("detectors", f"{len(v.detectors)} evaluated" + (f", {len(r.errors)} skipped or failed"
-                                                                  if r.errors else "")))
+    rows.append(
+        ("detectors", f"{len(v.detectors)} evaluated" + (f", {len(r.errors)} skipped or failed" if r.errors else ""))
+    )
     if r.id_correct is not None and len(r.id_correct):
         rows.append(("closed-set accuracy (first seed)", f"{float(np.mean(np.asarray(r.id_correct, bool))):.3f}"))
     config = _flatten(r.config or {})
@@ -242,27 +251,53 @@ def _header(v: _View) -> str:
 def _leaderboard(v: _View) -> str:
     out = ["<h3>Leaderboard</h3>"]
     if not v.board:
-        return "\n".join(out + [_note("No near-/far-OOD averages in this result, so there is no overall ranking; "
-                                      "see the per-set tables below.")])
-    kind_sets = [f"{k} (mean)" for k in KIND_ORDER if any((d, f"{k} (mean)", "auroc") in v.summary
-                                                          for d in v.detectors)]
+        return "\n".join(
+            out
+            + [
+                _note(
+                    "No near-/far-OOD averages in this result, so there is no overall ranking; "
+                    "see the per-set tables below."
+                )
+            ]
+        )
+    kind_sets = [
+        f"{k} (mean)" for k in KIND_ORDER if any((d, f"{k} (mean)", "auroc") in v.summary for d in v.detectors)
+    ]
     cols: list[tuple[str, str]] = []  # (set, metric)
     for ks in kind_sets:
-        metrics = ["auroc"] if ks.startswith("covariate") else [m for m in ("auroc", "fpr95", "aupr_in", "aupr_out")
-                                                                 if any((d, ks, m) in v.summary for d in v.detectors)]
+        metrics = (
+            ["auroc"]
+            if ks.startswith("covariate")
+            else [
+                m
+                for m in ("auroc", "fpr95", "aupr_in", "aupr_out")
+                if any((d, ks, m) in v.summary for d in v.detectors)
+            ]
+        )
         cols += [(ks, m) for m in metrics]
     has_time = bool(v.r.timings)
-    head = ('<tr><th class="num">#</th><th>detector</th><th class="num">AUROC &uarr;<br><small>near &amp; far mean'
-            "</small></th>" + "".join(_metric_head(m, ks.replace(" (mean)", "")) for ks, m in cols)
-            + ('<th class="num">time (s)</th>' if has_time else "") + "</tr>")
+    head = (
+        '<tr><th class="num">#</th><th>detector</th><th class="num">AUROC &uarr;<br><small>near &amp; far mean'
+        "</small></th>"
+        + "".join(_metric_head(m, ks.replace(" (mean)", "")) for ks, m in cols)
+        + ('<th class="num">time (s)</th>' if has_time else "")
+        + "</tr>"
+    )
     best_overall = _best_value([b["auroc"] for b in v.board], True)
-    best_col = {c: _best_value([(v.summary.get((b["detector"], *c)) or {}).get("mean") for b in v.board],
-                               METRICS.get(c[1], ("", None))[1]) for c in cols}
+    best_col = {
+        c: _best_value(
+            [(v.summary.get((b["detector"], *c)) or {}).get("mean") for b in v.board], METRICS.get(c[1], ("", None))[1]
+        )
+        for c in cols
+    }
     body = []
     for i, b in enumerate(v.board, 1):
         det = b["detector"]
-        cells = [f'<td class="num">{i}</td>', _det_cell(v, det),
-                 f'<td class="num{" best" if b["auroc"] == best_overall else ""}">{_fmt(b["auroc"])}</td>']
+        cells = [
+            f'<td class="num">{i}</td>',
+            _det_cell(v, det),
+            f'<td class="num{" best" if b["auroc"] == best_overall else ""}">{_fmt(b["auroc"])}</td>',
+        ]
         for c in cols:
             row = v.summary.get((det, *c))
             cells.append(_cell(row, best=row is not None and row.get("mean") == best_col[c]))
@@ -270,8 +305,10 @@ def _leaderboard(v: _View) -> str:
             cells.append(f'<td class="num">{_fmt(v.r.timings.get(det), 2)}</td>')
         body.append(_row_open(v, det) + "".join(cells) + "</tr>")
     out.append(f'<div class="scroll"><table class="leaderboard">{head}{"".join(body)}</table></div>')
-    out.append('<p class="meta">Ranked by the mean of the near- and far-OOD AUROC. Bold: best in the column. '
-               "Highlighted row: the detector chosen automatically from validation data.</p>")
+    out.append(
+        '<p class="meta">Ranked by the mean of the near- and far-OOD AUROC. Bold: best in the column. '
+        "Highlighted row: the detector chosen automatically from validation data.</p>"
+    )
     missing = [d for d in v.detectors if d not in {b["detector"] for b in v.board}]
     if missing:
         out.append(_note("Not ranked (no near/far averages): " + _e(", ".join(missing))))
@@ -282,22 +319,27 @@ def _selection(v: _View, figs: _Figures, stem: str) -> str:
     out = ["<h3>Detector selection</h3>"]
     sel = v.r.selection
     if not sel:
-        return "\n".join(out + [_note("No automatic selection in this result (the run did not select a detector "
-                                      "from validation data).")])
+        return "\n".join(
+            out
+            + [_note("No automatic selection in this result (the run did not select a detector from validation data).")]
+        )
     board_auroc = {b["detector"]: b["auroc"] for b in v.board}
     chosen, best = sel.get("chosen"), sel.get("hindsight_best")
     ca, ba = sel.get("chosen_auroc"), sel.get("best_auroc")
     params = sel.get("params")
-    rows = [("chosen", f"<strong>{_e(chosen)}</strong>" + (f" <code>{_e(params)}</code>" if params else "")),
-            ("chosen: test AUROC", _fmt(ca)),
-            ("best in hindsight", _e(best)),
-            ("best in hindsight: test AUROC", _fmt(ba))]
+    rows = [
+        ("chosen", f"<strong>{_e(chosen)}</strong>" + (f" <code>{_e(params)}</code>" if params else "")),
+        ("chosen: test AUROC", _fmt(ca)),
+        ("best in hindsight", _e(best)),
+        ("best in hindsight: test AUROC", _fmt(ba)),
+    ]
     if _is_num(ca) and _is_num(ba):
         rows.append(("regret (hindsight &minus; chosen)", _fmt(float(ba) - float(ca))))
     for name, sets in (sel.get("evidence") or {}).items():
         held = [x for k, x in sets.items() if k.startswith("held-out classes") and _is_num(x)]
         parts = ([f"held-out classes {np.mean(held):.3f}"] if held else []) + [
-            f"{_e(k)} {x:.3f}" for k, x in sorted(sets.items()) if not k.startswith("held-out classes") and _is_num(x)]
+            f"{_e(k)} {x:.3f}" for k, x in sorted(sets.items()) if not k.startswith("held-out classes") and _is_num(x)
+        ]
         rows.append((f"evidence for {_e(name)} (validation AUROC)", ", ".join(parts)))
     table = '<table class="kv">' + "".join(f"<tr><th>{k}</th><td>{t}</td></tr>" for k, t in rows) + "</table>"
     reason = f'<div class="reason">{_e(sel.get("reason") or "no reason given")}</div>'
@@ -311,18 +353,25 @@ def _selection(v: _View, figs: _Figures, stem: str) -> str:
         elif val[chosen] == min(val.values()):
             direction = "lower"
     cand = sorted(val, key=lambda k: -val[k] if direction != "lower" else val[k])
-    ctab = ['<table><tr><th>candidate</th><th class="num">validation score</th>'
-            '<th class="num">test AUROC &uarr;</th></tr>']
+    ctab = [
+        '<table><tr><th>candidate</th><th class="num">validation score</th><th class="num">test AUROC &uarr;</th></tr>'
+    ]
     for c in cand:
-        ctab.append(_row_open(v, c) + _det_cell(v, c) + f'<td class="num">{_fmt(val[c])}</td>'
-                    f'<td class="num">{_fmt(board_auroc.get(c))}</td></tr>')
+        ctab.append(
+            _row_open(v, c) + _det_cell(v, c) + f'<td class="num">{_fmt(val[c])}</td>'
+            f'<td class="num">{_fmt(board_auroc.get(c))}</td></tr>'
+        )
     ctab.append("</table>")
-    dir_text = (f"The selection picks the candidate with the {direction} validation score ({direction} is better)."
-                if direction else "The chosen detector is not the extreme of the validation scores shown; see the "
-                                  "reason above.")
+    dir_text = (
+        f"The selection picks the candidate with the {direction} validation score ({direction} is better)."
+        if direction
+        else "The chosen detector is not the extreme of the validation scores shown; see the reason above."
+    )
     fig = plots.selection_bars(sel, {c: board_auroc[c] for c in val if c in board_auroc})
-    caption = (f"Validation score of each candidate (bars; orange = chosen) and, as diamonds, its test AUROC "
-               f"(near &amp; far mean, higher is better) which the selection did not see. {dir_text}")
+    caption = (
+        f"Validation score of each candidate (bars; orange = chosen) and, as diamonds, its test AUROC "
+        f"(near &amp; far mean, higher is better) which the selection did not see. {dir_text}"
+    )
     img = figs.add(fig, f"{stem}_selection", f"validation scores of the candidates for {v.r.benchmark}", caption)
     pair = f'<div class="pair"><div>{"".join(ctab)}</div><div class="fig">{img}</div></div>'
     return "\n".join(out + [reason, table, pair])
@@ -333,8 +382,12 @@ def _set_table(v: _View, ood_set: str) -> str:
     dets = [d for d in v.detectors if any((d, ood_set, m) in v.summary for m in metrics)]
     if not metrics or not dets:
         return _note(f"No metrics for {_e(ood_set)}.")
-    best = {m: _best_value([(v.summary.get((d, ood_set, m)) or {}).get("mean") for d in dets],
-                           METRICS.get(m, ("", None))[1]) for m in metrics}
+    best = {
+        m: _best_value(
+            [(v.summary.get((d, ood_set, m)) or {}).get("mean") for d in dets], METRICS.get(m, ("", None))[1]
+        )
+        for m in metrics
+    }
     head = "<tr><th>detector</th>" + "".join(_metric_head(m) for m in metrics) + "</tr>"
     body = []
     for d in dets:
@@ -359,9 +412,11 @@ def _per_set(v: _View) -> str:
         out.append(_set_table(v, s))
     if cov:
         out.append("<h3>Covariate-shifted ID</h3>")
-        out.append('<p class="meta">Known classes under a shift (e.g. corruptions). Here the AUROC measures how well '
-                   "the detector tells shifted known inputs from clean ID test inputs; whether they should be flagged "
-                   "depends on the application.</p>")
+        out.append(
+            '<p class="meta">Known classes under a shift (e.g. corruptions). Here the AUROC measures how well '
+            "the detector tells shifted known inputs from clean ID test inputs; whether they should be flagged "
+            "depends on the application.</p>"
+        )
         for s in cov:
             n = v.n_ood(s)
             out.append(f"<h4>{_e(s)} &mdash; covariate-shifted ID{f' (n={n})' if n else ''}</h4>")
@@ -385,13 +440,14 @@ def _roc(v: _View, figs: _Figures, stem: str) -> str:
     if not sets:
         return "\n".join(out + [_note("No OOD scores to draw.")])
     fig = plots.roc_curves(v.r.scores, sets, v.kinds, dets, _colors(v))
-    more = (f" Only the first {plots.MAX_PANELS} of {len(sets)} sets are drawn." if len(sets) > plots.MAX_PANELS
-            else "")
-    caption = ("ROC curve per OOD set, computed from the first seed's scores with <strong>OOD as the positive "
-               "class</strong>: x = share of ID test inputs flagged as OOD (FPR), y = share of the OOD set caught "
-               "(TPR). Up and to the left is better; the dotted diagonal is chance. Lines: the "
-               f"{TOP_LINES} best detectors by AUROC, MSP (dashed black, the baseline) and the chosen detector; the "
-               f"legend gives each AUROC (higher is better).{more}")
+    more = f" Only the first {plots.MAX_PANELS} of {len(sets)} sets are drawn." if len(sets) > plots.MAX_PANELS else ""
+    caption = (
+        "ROC curve per OOD set, computed from the first seed's scores with <strong>OOD as the positive "
+        "class</strong>: x = share of ID test inputs flagged as OOD (FPR), y = share of the OOD set caught "
+        "(TPR). Up and to the left is better; the dotted diagonal is chance. Lines: the "
+        f"{TOP_LINES} best detectors by AUROC, MSP (dashed black, the baseline) and the chosen detector; the "
+        f"legend gives each AUROC (higher is better).{more}"
+    )
     out.append(figs.add(fig, f"{stem}_roc", f"ROC curves for {v.r.benchmark}", caption))
     return "\n".join(out)
 
@@ -421,15 +477,20 @@ def _histograms(v: _View, figs: _Figures, stem: str) -> str:
     thresholds = _thresholds(v)
     pooled = len(v.sets) > 4
     fig = plots.score_histograms(v.r.scores, v.sets, v.kinds, dets, thresholds, pool_by_kind=pooled)
-    thr = ("The red line is the detector's own threshold (inputs left of it are flagged)."
-           if thresholds else "The result carries no detector thresholds, so none is drawn.")
-    caption = ("Densities of the first seed's scores (higher = more in-distribution), one panel per detector "
-               f"(best first, at most {plots.MAX_PANELS}). Filled: ID test; lines: "
-               + ("OOD inputs pooled by kind" if pooled else "each OOD set")
-               + ". Good separation puts ID to the right of OOD. The dotted line keeps 95% of the ID test inputs "
-               f"(the FPR@95 operating point). {thr} Scores beyond every group's 1st&ndash;99th percentile "
-               "(or, when some OOD scores lie orders of magnitude away, beyond three ID widths) are drawn in the edge "
-               "bins; the panel then says which share of OOD lies beyond.")
+    thr = (
+        "The red line is the detector's own threshold (inputs left of it are flagged)."
+        if thresholds
+        else "The result carries no detector thresholds, so none is drawn."
+    )
+    caption = (
+        "Densities of the first seed's scores (higher = more in-distribution), one panel per detector "
+        f"(best first, at most {plots.MAX_PANELS}). Filled: ID test; lines: "
+        + ("OOD inputs pooled by kind" if pooled else "each OOD set")
+        + ". Good separation puts ID to the right of OOD. The dotted line keeps 95% of the ID test inputs "
+        f"(the FPR@95 operating point). {thr} Scores beyond every group's 1st&ndash;99th percentile "
+        "(or, when some OOD scores lie orders of magnitude away, beyond three ID widths) are drawn in the edge "
+        "bins; the panel then says which share of OOD lies beyond."
+    )
     out.append(figs.add(fig, f"{stem}_histograms", f"score histograms for {v.r.benchmark}", caption))
     return "\n".join(out)
 
@@ -437,27 +498,43 @@ def _histograms(v: _View, figs: _Figures, stem: str) -> str:
 def _oscr(v: _View, figs: _Figures, stem: str) -> str:
     out = ["<h3>Open-set recognition (OSCR)</h3>"]
     if v.r.id_correct is None:
-        return "\n".join(out + [_note("No OSCR curves: this result has no <code>id_correct</code> (whether the "
-                                      "classifier got each ID test input right), e.g. because there is no "
-                                      "classifier head.")])
+        return "\n".join(
+            out
+            + [
+                _note(
+                    "No OSCR curves: this result has no <code>id_correct</code> (whether the "
+                    "classifier got each ID test input right), e.g. because there is no "
+                    "classifier head."
+                )
+            ]
+        )
     missing = _no_scores(v, "OSCR curves")
     if missing:
         return "\n".join(out + [missing])
     correct = np.asarray(v.r.id_correct)
     dets = [d for d in v.plot_detectors(TOP_LINES) if len(v.r.scores[d].id_test) == correct.shape[0]]
     if not dets:
-        return "\n".join(out + [_note("No OSCR curves: <code>id_correct</code> does not match the ID test scores "
-                                      f"in length ({correct.shape[0]}).")])
+        return "\n".join(
+            out
+            + [
+                _note(
+                    "No OSCR curves: <code>id_correct</code> does not match the ID test scores "
+                    f"in length ({correct.shape[0]})."
+                )
+            ]
+        )
     sets = [s for s in v.sets if v.kinds[s] != "covariate" and any(s in v.r.scores[d].ood for d in dets)]
     if not sets:
         return "\n".join(out + [_note("No OOD sets for OSCR curves.")])
     fig = plots.oscr_curves(v.r.scores, correct, sets, v.kinds, dets, _colors(v))
-    caption = ("Open-set classification rate per OOD set (first seed): for each threshold, y = share of all ID "
-               "test inputs that are accepted <em>and</em> correctly classified (CCR), x = share of the OOD set "
-               "wrongly accepted (FPR; OOD is the positive class, so accepting it is the false positive). Higher "
-               "and further left is better; the dashed line is the closed-set accuracy, the ceiling. The x axis is "
-               "logarithmic, from half an OOD input up. The legend gives the area under each curve (OSCR, "
-               "higher is better).")
+    caption = (
+        "Open-set classification rate per OOD set (first seed): for each threshold, y = share of all ID "
+        "test inputs that are accepted <em>and</em> correctly classified (CCR), x = share of the OOD set "
+        "wrongly accepted (FPR; OOD is the positive class, so accepting it is the false positive). Higher "
+        "and further left is better; the dashed line is the closed-set accuracy, the ceiling. The x axis is "
+        "logarithmic, from half an OOD input up. The legend gives the area under each curve (OSCR, "
+        "higher is better)."
+    )
     out.append(figs.add(fig, f"{stem}_oscr", f"OSCR curves for {v.r.benchmark}", caption))
     return "\n".join(out)
 
@@ -466,8 +543,9 @@ def _conformal(v: _View, figs: _Figures, stem: str) -> str:
     out = ["<h3>Conformal false-alarm check</h3>"]
     rows = [c for c in (v.r.conformal or []) if _is_num(c.get("alpha")) and _is_num(c.get("false_alarm_rate"))]
     if not rows:
-        return "\n".join(out + [_note("No conformal check in this result (it needs held-out ID data for "
-                                      "calibration).")])
+        return "\n".join(
+            out + [_note("No conformal check in this result (it needs held-out ID data for calibration).")]
+        )
     body = []
     for c in rows:
         lo, hi, rate = c.get("band_low"), c.get("band_high"), float(c["false_alarm_rate"])
@@ -481,22 +559,30 @@ def _conformal(v: _View, figs: _Figures, stem: str) -> str:
             band = f"[{_fmt(lo, 4)}, {_fmt(hi, 4)}]"
         else:
             status, band = "&ndash;", "&ndash;"
-        body.append(f"<tr><td>{_e(c.get('detector', ''))}</td><td class=\"num\">{_fmt(c['alpha'], 3)}</td>"
-                    f"<td class=\"num\">{_fmt(rate, 4)}</td><td class=\"num\">{band}</td>"
-                    f"<td class=\"num\">{_e(c.get('n_calibration', ''))}</td>"
-                    f"<td class=\"num\">{_e(c.get('n_test', ''))}</td><td>{status}</td></tr>")
-    table = ('<table><tr><th>detector</th><th class="num">&alpha;</th><th class="num">observed rate</th>'
-             '<th class="num">99% band</th><th class="num">n calibration</th><th class="num">n test</th>'
-             f"<th>verdict</th></tr>{''.join(body)}</table>")
-    text = ('<p class="meta">Conformal p-values promise that at most a share &alpha; of in-distribution inputs is '
-            "flagged at level &alpha;. The observed rate is measured on held-out ID inputs that neither the fit "
-            "nor the calibration saw; the band is the binomial 99% range of rates expected from n test inputs if "
-            "the true rate were &alpha;. A rate inside the band (or below it: fewer false alarms) is good; above the "
-            "band the guarantee is broken (e.g. calibration and test data are not exchangeable).</p>")
+        body.append(
+            f'<tr><td>{_e(c.get("detector", ""))}</td><td class="num">{_fmt(c["alpha"], 3)}</td>'
+            f'<td class="num">{_fmt(rate, 4)}</td><td class="num">{band}</td>'
+            f'<td class="num">{_e(c.get("n_calibration", ""))}</td>'
+            f'<td class="num">{_e(c.get("n_test", ""))}</td><td>{status}</td></tr>'
+        )
+    table = (
+        '<table><tr><th>detector</th><th class="num">&alpha;</th><th class="num">observed rate</th>'
+        '<th class="num">99% band</th><th class="num">n calibration</th><th class="num">n test</th>'
+        f"<th>verdict</th></tr>{''.join(body)}</table>"
+    )
+    text = (
+        '<p class="meta">Conformal p-values promise that at most a share &alpha; of in-distribution inputs is '
+        "flagged at level &alpha;. The observed rate is measured on held-out ID inputs that neither the fit "
+        "nor the calibration saw; the band is the binomial 99% range of rates expected from n test inputs if "
+        "the true rate were &alpha;. A rate inside the band (or below it: fewer false alarms) is good; above the "
+        "band the guarantee is broken (e.g. calibration and test data are not exchangeable).</p>"
+    )
     fig = plots.conformal_check(rows)
-    caption = ("Observed false-alarm rate on held-out ID inputs (dots) against the level &alpha;, with the binomial "
-               "99% band expected at &alpha; (bars). The dotted diagonal is rate = &alpha;. Dots inside their band "
-               "are consistent with the guarantee; above it is bad.")
+    caption = (
+        "Observed false-alarm rate on held-out ID inputs (dots) against the level &alpha;, with the binomial "
+        "99% band expected at &alpha; (bars). The dotted diagonal is rate = &alpha;. Dots inside their band "
+        "are consistent with the guarantee; above it is bad."
+    )
     img = figs.add(fig, f"{stem}_conformal", f"conformal false-alarm check for {v.r.benchmark}", caption)
     return "\n".join(out + [text, f'<div class="pair"><div>{table}</div><div class="fig">{img}</div></div>'])
 
@@ -555,8 +641,10 @@ def _exemplar_text(e: Any) -> str:
 
 def _explanation_table(items: list[Any]) -> str:
     rows = [_explanation_row(x) for x in items]
-    head = ('<tr><th class="num">index</th><th>source</th><th>detector</th><th class="num">score</th>'
-            "<th>verdict</th><th>driver</th><th>nearest training exemplars</th></tr>")
+    head = (
+        '<tr><th class="num">index</th><th>source</th><th>detector</th><th class="num">score</th>'
+        "<th>verdict</th><th>driver</th><th>nearest training exemplars</th></tr>"
+    )
     body = []
     for r in rows[:MAX_EXPLANATIONS]:
         idx = r.get("index", r.get("row", ""))
@@ -566,8 +654,11 @@ def _explanation_table(items: list[Any]) -> str:
         if _is_num(r.get("score_percentile")):
             score += f"<small>{float(r['score_percentile']):.1%} of ID score at most this</small>"
         verdict = r.get("verdict")
-        vbadge = ("" if verdict is None else
-                  f'<span class="badge {"bad" if verdict == "unfamiliar" else "ok"}">{_e(verdict)}</span>')
+        vbadge = (
+            ""
+            if verdict is None
+            else f'<span class="badge {"bad" if verdict == "unfamiliar" else "ok"}">{_e(verdict)}</span>'
+        )
         driver = _e(r.get("driver") or "")
         if r.get("reason"):
             driver += f'<br><span class="meta">{_e(r["reason"])}</span>'
@@ -575,17 +666,21 @@ def _explanation_table(items: list[Any]) -> str:
         ex_text = "; ".join(_e(_exemplar_text(e)) for e in ex[:5]) or "&ndash;"
         if ex and r.get("exemplar_metric"):
             ex_text += f'<br><span class="meta">{_e(r["exemplar_metric"])}</span>'
-        body.append(f'<tr><td class="num">{_e(idx)}</td><td>{_e(r.get("source", ""))}</td>'
-                    f'<td>{_e(r.get("detector", ""))}</td><td class="num">{score}</td><td>{vbadge}</td>'
-                    f"<td>{driver}</td><td>{ex_text}</td></tr>")
-    more = (_note(f"{len(rows) - MAX_EXPLANATIONS} more not shown.") if len(rows) > MAX_EXPLANATIONS else "")
+        body.append(
+            f'<tr><td class="num">{_e(idx)}</td><td>{_e(r.get("source", ""))}</td>'
+            f'<td>{_e(r.get("detector", ""))}</td><td class="num">{score}</td><td>{vbadge}</td>'
+            f"<td>{driver}</td><td>{ex_text}</td></tr>"
+        )
+    more = _note(f"{len(rows) - MAX_EXPLANATIONS} more not shown.") if len(rows) > MAX_EXPLANATIONS else ""
     return f'<div class="scroll"><table class="explanations">{head}{"".join(body)}</table></div>{more}'
 
 
 def _explanations(items: Any) -> str:
-    out = ["<h3>Explanations</h3>",
-           '<p class="meta">Why chosen test inputs look familiar or not: the score (higher = more in-distribution), '
-           "the signal that drove the verdict, and the nearest training inputs (row, class, distance).</p>"]
+    out = [
+        "<h3>Explanations</h3>",
+        '<p class="meta">Why chosen test inputs look familiar or not: the score (higher = more in-distribution), '
+        "the signal that drove the verdict, and the nearest training inputs (row, class, distance).</p>",
+    ]
     if isinstance(items, Mapping):
         for group, group_items in items.items():
             out.append(f"<h4>{_e(group)}</h4>")
@@ -600,10 +695,19 @@ def _explanations(items: Any) -> str:
 
 def _section(result: BenchResult, sec_id: str, figs: _Figures, explanations: Any) -> str:
     v = _View(result)
-    parts = [f'<section class="benchmark" id="{_e(sec_id)}">',
-             f'<h2>{_e(result.benchmark)} <span class="meta">&middot; {_e(result.representation)}</span></h2>',
-             _header(v), _leaderboard(v), _selection(v, figs, sec_id), _per_set(v), _roc(v, figs, sec_id),
-             _histograms(v, figs, sec_id), _oscr(v, figs, sec_id), _conformal(v, figs, sec_id), _errors(v)]
+    parts = [
+        f'<section class="benchmark" id="{_e(sec_id)}">',
+        f'<h2>{_e(result.benchmark)} <span class="meta">&middot; {_e(result.representation)}</span></h2>',
+        _header(v),
+        _leaderboard(v),
+        _selection(v, figs, sec_id),
+        _per_set(v),
+        _roc(v, figs, sec_id),
+        _histograms(v, figs, sec_id),
+        _oscr(v, figs, sec_id),
+        _conformal(v, figs, sec_id),
+        _errors(v),
+    ]
     if explanations is not None:
         parts.append(_explanations(explanations))
     parts.append("</section>")
@@ -615,13 +719,17 @@ def _match_explanations(results: list[BenchResult], explanations: Mapping | None
     if explanations is None:
         return [None] * len(results)
     if not isinstance(explanations, Mapping):
-        raise InputError("unseen.report: explanations must be a dict mapping a benchmark name to a list of "
-                         f"explanations, got {type(explanations).__name__}.")
+        raise InputError(
+            "unseen.report: explanations must be a dict mapping a benchmark name to a list of "
+            f"explanations, got {type(explanations).__name__}."
+        )
     names = {r.benchmark for r in results} | {f"{r.benchmark}/{r.representation}" for r in results}
     unknown = sorted(str(k) for k in explanations if k not in names)
     if unknown:
-        raise InputError(f"unseen.report: explanations for unknown benchmark(s) {unknown}; the results are "
-                         f"{sorted(names)}. Key them by the benchmark name (or 'benchmark/representation').")
+        raise InputError(
+            f"unseen.report: explanations for unknown benchmark(s) {unknown}; the results are "
+            f"{sorted(names)}. Key them by the benchmark name (or 'benchmark/representation')."
+        )
     out = []
     for r in results:
         key = f"{r.benchmark}/{r.representation}"
@@ -691,13 +799,22 @@ def render(
     sections = [_section(r, sid, figs, ex) for r, sid, ex in zip(items, ids, per_result)]
     toc = ""
     if len(items) > 1:
-        links = "".join(f'<li><a href="#{_e(sid)}">{_e(r.benchmark)} &middot; {_e(r.representation)}</a></li>'
-                        for r, sid in zip(items, ids))
+        links = "".join(
+            f'<li><a href="#{_e(sid)}">{_e(r.benchmark)} &middot; {_e(r.representation)}</a></li>'
+            for r, sid in zip(items, ids)
+        )
         toc = f'<nav class="toc"><strong>Benchmarks</strong><ol>{links}</ol></nav>'
     from .._version import __version__
 
-    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     names = ", ".join(f"{r.benchmark} ({r.representation})" for r in items)
     subtitle = _e(f"{len(items)} benchmark{'s' if len(items) > 1 else ''}: {names}. Generated {now}.")
-    return PAGE.format(version=_e(__version__), title=_e(title), css=CSS, subtitle=subtitle,
-                       conventions=CONVENTIONS, toc=toc, sections="\n".join(sections))
+    return PAGE.format(
+        version=_e(__version__),
+        title=_e(title),
+        css=CSS,
+        subtitle=subtitle,
+        conventions=CONVENTIONS,
+        toc=toc,
+        sections="\n".join(sections),
+    )

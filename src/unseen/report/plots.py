@@ -61,7 +61,7 @@ def _matplotlib() -> Any:
     except ImportError as exc:
         raise MissingDependencyError(
             "unseen.report draws its figures with matplotlib, which is not installed "
-            f"({exc}). Install it with: pip install \"unseen[report]\""
+            f'({exc}). Install it with: pip install "unseen[report]"'
         ) from None
     return matplotlib
 
@@ -172,8 +172,13 @@ def roc_curves(
                 auc = auroc(s_id, s_ood)
                 ax.plot(fpr, tpr, color=colors[det], label=f"{det} ({auc:.3f})", **_style(det))
             ax.plot([0, 1], [0, 1], color="0.6", linewidth=0.8, linestyle=":")
-            ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="FPR: ID flagged as OOD",
-                   ylabel="TPR: OOD caught", title=_panel_title(name, kinds.get(name)))
+            ax.set(
+                xlim=(0, 1),
+                ylim=(0, 1.01),
+                xlabel="FPR: ID flagged as OOD",
+                ylabel="TPR: OOD caught",
+                title=_panel_title(name, kinds.get(name)),
+            )
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(loc="lower right", title="AUROC", title_fontsize=7.5, frameon=True, framealpha=0.85)
     return fig
@@ -252,8 +257,9 @@ def score_histograms(
             groups: list[tuple[str, np.ndarray, Any]] = []
             if pool_by_kind:
                 for kind in ("near", "far", "covariate"):
-                    parts = [_finite(scores[det].ood[s]) for s in ood_sets
-                             if kinds.get(s) == kind and s in scores[det].ood]
+                    parts = [
+                        _finite(scores[det].ood[s]) for s in ood_sets if kinds.get(s) == kind and s in scores[det].ood
+                    ]
                     if parts:
                         groups.append((_KIND_LABEL[kind] + " (pooled)", np.concatenate(parts), kind_color[kind]))
             else:
@@ -273,12 +279,18 @@ def score_histograms(
                     if frac > 0.01:
                         text = f"{arrow}{frac:.0%} of OOD beyond" + ("" if arrow else " \u25b6")
                         ax.text(x, 0.98, text, transform=ax.transAxes, ha=ha, va="top", fontsize=7, color="0.3")
-            h = ax.hist(np.clip(s_id, lo, hi), bins=bins, density=True, color=cmap(0), alpha=0.35,
-                        label="ID test")
+            h = ax.hist(np.clip(s_id, lo, hi), bins=bins, density=True, color=cmap(0), alpha=0.35, label="ID test")
             handles.setdefault("ID test", h[2][0])
             for label, g, color in groups:
-                h = ax.hist(np.clip(g, lo, hi), bins=bins, density=True, histtype="step", linewidth=1.4,
-                            color=color, label=label)
+                h = ax.hist(
+                    np.clip(g, lo, hi),
+                    bins=bins,
+                    density=True,
+                    histtype="step",
+                    linewidth=1.4,
+                    color=color,
+                    label=label,
+                )
                 handles.setdefault(label, h[2][0])
             cut = float(np.quantile(s_id, 1 - tpr))
             line = ax.axvline(cut, color="0.25", linestyle=":", linewidth=1.2)
@@ -290,8 +302,9 @@ def score_histograms(
             ax.set_xlabel("score (higher = more ID)")
             ax.set_yticks([])
             ax.grid(False)
-        fig.legend(list(handles.values()), list(handles), loc="outside lower center",
-                   ncol=min(len(handles), 4), frameon=False)
+        fig.legend(
+            list(handles.values()), list(handles), loc="outside lower center", ncol=min(len(handles), 4), frameon=False
+        )
     return fig
 
 
@@ -334,8 +347,13 @@ def oscr_curves(
                 ax.step(fpr, ccr, where="post", color=colors[det], label=f"{det} ({area:.3f})", **_style(det))
             ax.axhline(correct.mean(), color="0.4", linestyle="--", linewidth=0.9)
             ax.set_xscale("log", nonpositive="clip")  # FPR = 0 lies off to the left: the curve enters flat
-            ax.set(xlim=(0.5 / n_ood, 1), ylim=(0, 1.01), xlabel="FPR: OOD accepted (log scale)",
-                   ylabel="CCR: ID accepted & correct", title=_panel_title(name, kinds.get(name)))
+            ax.set(
+                xlim=(0.5 / n_ood, 1),
+                ylim=(0, 1.01),
+                xlabel="FPR: OOD accepted (log scale)",
+                ylabel="CCR: ID accepted & correct",
+                title=_panel_title(name, kinds.get(name)),
+            )
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(loc="lower right", title="OSCR", title_fontsize=7.5, frameon=True, framealpha=0.85)
     return fig
@@ -364,8 +382,9 @@ def selection_bars(selection: dict, test_auroc: dict[str, float] | None = None) 
         fig = mpl.figure.Figure(figsize=(6.4, 0.8 + 0.26 * max(len(names), 1)), layout="constrained")
         ax = fig.subplots()
         colors = [cmap(1) if n == chosen else "0.72" for n in names]
-        labels = [n + (" (chosen)" if n == chosen else "") + (" (best in hindsight)" if n == best else "")
-                  for n in names]
+        labels = [
+            n + (" (chosen)" if n == chosen else "") + (" (best in hindsight)" if n == best else "") for n in names
+        ]
         ax.barh(range(len(names)), [val[n] for n in names], color=colors, height=0.65, label="validation score")
         ax.set_yticks(range(len(names)), labels)
         for tick, n in zip(ax.get_yticklabels(), names):
@@ -408,8 +427,11 @@ def conformal_check(conformal: list[dict]) -> Figure:
     with _rc():
         fig = mpl.figure.Figure(figsize=(4.6, 3.2), layout="constrained")
         ax = fig.subplots()
-        top = max(alphas + [float(c.get("band_high") or 0) for c in conformal] +
-                  [float(c["false_alarm_rate"]) for c in conformal])
+        top = max(
+            alphas
+            + [float(c.get("band_high") or 0) for c in conformal]
+            + [float(c["false_alarm_rate"]) for c in conformal]
+        )
         ax.plot([0, top * 1.1], [0, top * 1.1], color="0.6", linestyle=":", linewidth=1)
         offset = 0.012 * top
         for j, det in enumerate(dets):
@@ -423,7 +445,11 @@ def conformal_check(conformal: list[dict]) -> Figure:
                 hi = np.array([float(c["band_high"]) for c in rows])
                 ax.vlines(x, lo, hi, color=cmap(j % 10), alpha=0.35, linewidth=6)
             ax.plot(x, y, "o", color=cmap(j % 10), markersize=5, label=det or "detector")
-        ax.set(xlim=(0, top * 1.1), ylim=(0, top * 1.1), xlabel="α (target false-alarm rate)",
-               ylabel="observed false-alarm rate on ID")
+        ax.set(
+            xlim=(0, top * 1.1),
+            ylim=(0, top * 1.1),
+            xlabel="α (target false-alarm rate)",
+            ylabel="observed false-alarm rate on ID",
+        )
         ax.legend(loc="upper left", frameon=True, framealpha=0.85)
     return fig
