@@ -37,7 +37,7 @@ examples:
       --param dim=256 -o vim.unseen
   unseen fit msp --features val_logits.npy -o msp.unseen  # logits alone
   unseen score knn.unseen --features test.parquet -o scores.csv
-  unseen score knn.unseen --features 'feats/*.parquet' --engine ray \
+  unseen score knn.unseen --features 'feats/*.parquet' --engine ray \\
       -o scores/                       # shards through ray.data actors
 """
 
