@@ -365,6 +365,16 @@ class Store:
                     r["request_id"] = rid.get(r["event_id"])
         return rows
 
+    def get_samples(self, ids: Iterable[int]) -> list[dict[str, Any]]:
+        """Kept samples by id (with their event's request id)."""
+        ids = [int(i) for i in ids]
+        if not ids:
+            return []
+        q = (sa.select(samples, events.c.request_id).join(events, events.c.id == samples.c.event_id)
+             .where(samples.c.id.in_(ids)).order_by(samples.c.score))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
     def verify(self) -> list[str]:
         """Consistency problems (empty when sound): array lengths against ``n_rows``, ``n_flagged`` against the
         flags, samples pointing at rows that do not exist, SQLite's own integrity check."""
