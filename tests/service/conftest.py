@@ -37,11 +37,14 @@ def postgres():
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request, tmp_path) -> str:
-    """A fresh, empty store: a SQLite file, or a new database on the session's PostgreSQL server."""
+    """A fresh, empty store: a SQLite file, or a new schema on the session's PostgreSQL server."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'unseen.db'}"
+        yield f"sqlite:///{tmp_path / 'unseen.db'}"
+        return
     pg = request.getfixturevalue("postgres")
-    return pg.create_database(f"t{next(_db_names)}_{os.getpid()}")
+    name = f"t{next(_db_names)}_{os.getpid()}"
+    yield pg.create_schema(name)
+    pg.drop_schema(name)
 
 
 @pytest.fixture

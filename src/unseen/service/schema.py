@@ -34,7 +34,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.dialects.postgresql import BYTEA, JSONB
+from sqlalchemy.dialects.postgresql import BYTEA
 
 __all__ = ["api_keys", "events", "metadata", "model_versions", "samples"]
 
@@ -48,7 +48,9 @@ metadata = MetaData(
 )
 
 _ID = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER PRIMARY KEY only
-_JSON = JSON().with_variant(JSONB(), "postgresql")
+# Plain JSON, also on PostgreSQL: JSONB keeps numbers as NUMERIC and gives -1e300 back as an integer; JSON keeps
+# the text, so every float64 comes back bit for bit.
+_JSON = JSON()
 _BLOB = LargeBinary().with_variant(BYTEA(), "postgresql")
 
 model_versions = Table(

@@ -99,6 +99,10 @@ class EventIn:
         return len(self.scores)
 
 
+def _floats(values: Any) -> list[float] | None:
+    return None if values is None else [float(v) for v in values]
+
+
 def normalise_url(url: str) -> str:
     """``postgresql://`` and ``postgres://`` use psycopg 3; ``sqlite:///path`` is a file (made absolute)."""
     if not isinstance(url, str) or "://" not in url:
@@ -296,7 +300,8 @@ class Store:
         unique = [batch[i] for i in sorted(first.values())]
         rows = [{"request_id": ev.request_id, "ts_ms": ev.ts_ms, "model": ev.model, "version": ev.version,
                  "model_version_id": ev.model_version_id, "n_rows": ev.n_rows, "n_flagged": int(sum(ev.flags)),
-                 "scores": ev.scores, "decisions": ev.decisions, "flags": ev.flags, "p_values": ev.p_values,
+                 "scores": _floats(ev.scores), "decisions": _floats(ev.decisions), "flags": [bool(f) for f in ev.flags],
+                 "p_values": _floats(ev.p_values),
                  "labels": ev.labels, "input_digest": ev.input_digest, "key_id": ev.key_id} for ev in unique]
         stmt = (self._insert(events).on_conflict_do_nothing(index_elements=["request_id"])
                 .returning(events.c.id, events.c.request_id))

@@ -113,11 +113,35 @@ class TemporaryPostgres:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.database_url(name)
 
+    def create_schema(self, name: str) -> str:
+        """Create a schema in the ``postgres`` database and return a URL whose connections use it (``search_path``):
+        an isolated, empty store in milliseconds, where a new database costs seconds."""
+        import psycopg
+
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{name}"')
+        return f"{self.url}?options=-csearch_path%3D{name}"
+
+    def drop_schema(self, name: str) -> None:
+        """Drop a schema made by :meth:`create_schema`, with everything in it."""
+        import psycopg
+
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+    def drop_database(self, name: str) -> None:
+        """Drop a database (closing its connections)."""
+        import psycopg
+
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
     def stop(self) -> None:
-        """Stop the server (fast shutdown) and delete its directory."""
+        """Stop the server and delete its directory (an immediate shutdown: the data are thrown away, so the
+        shutdown checkpoint would only cost time)."""
         if self.running:
             try:
-                self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop", timeout=90)
+                self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "-t", "60", "stop", timeout=90)
             finally:
                 self.running = False
         shutil.rmtree(self.root, ignore_errors=True)

@@ -17,7 +17,7 @@ branch_labels = None
 depends_on = None
 
 ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+JSON = sa.JSON()
 BLOB = sa.LargeBinary().with_variant(postgresql.BYTEA(), "postgresql")
 
 
