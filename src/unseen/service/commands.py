@@ -99,6 +99,8 @@ def serve(
         store = store or "sqlite:///unseen.db"
         if models is None:
             _fail("give --models DIR (a folder of NAME/VERSION/model.unseen), or --demo.")
+        if not Path(models).is_dir():
+            _fail(f"the model repository {models} is not a directory (expected NAME/VERSION/model.unseen folders).")
         settings = Settings(models=str(Path(models).resolve()), store=store, auth=auth, max_rows=max_rows,
                             max_body_bytes=int(max_body_mb * 1024 * 1024), sample_rate=sample_rate,
                             cors_origins=list(cors_origin or []), reload_interval=reload_interval,
