@@ -329,9 +329,9 @@ class Service:
             return {"models": []}
 
     def unfamiliar(self, name: str, version: str | None, limit: int, window_seconds: int, n_windows: int,
-                   k: int) -> dict[str, Any]:
+                   k: int, until: int | None = None) -> dict[str, Any]:
         entry = self.repo.get(name, version)
-        until = now_ms()
+        until = now_ms() if until is None else until
         since = until - window_seconds * n_windows * 1000
         rows = self.store.window_samples(int(entry.version_id), since_ms=since, until_ms=until + 1, kind="flagged",
                                          limit=limit, order="score")
@@ -550,8 +550,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
             check_name(version, "version")
         window = _int_query(request, "window", settings.window_seconds, 1, 7 * 86400)
         windows = _int_query(request, "windows", settings.n_windows, 1, 200)
+        until = _int_query(request, "until", now_ms(), 0, 2**62)
         report = await run_in_threadpool(service.summary, model=model, version=version, window_seconds=window,
-                                         n_windows=windows)
+                                         n_windows=windows, until_ms=until)
         return JSONResponse(report)
 
     @app.get("/v2/monitor/unfamiliar", tags=["monitoring"])
@@ -566,7 +567,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
         k = _int_query(request, "k", 3, 1, settings.max_explain)
         window = _int_query(request, "window", settings.window_seconds, 1, 7 * 86400)
         windows = _int_query(request, "windows", settings.n_windows, 1, 200)
-        out = await run_in_threadpool(service.unfamiliar, name, version, limit, window, windows, k)
+        until = _int_query(request, "until", now_ms(), 0, 2**62)
+        out = await run_in_threadpool(service.unfamiliar, name, version, limit, window, windows, k, until)
         return JSONResponse(out)
 
     @app.get("/metrics", tags=["monitoring"])

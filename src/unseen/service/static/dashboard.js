@@ -124,7 +124,7 @@
         if (!r || r.p_value === null || r.p_value === undefined) continue;
         const p = [sx((w.start_ms + w.end_ms) / 2), sy(Math.log10(Math.max(1e-12, r.p_value)))];
         pts.push(p);
-        const c = el("circle", { cx: p[0], cy: p[1], r: r.alert ? 3.5 : 2, fill: r.alert ? "#c62828" : COLORS[t], class: `point ${t}` }, svg);
+        const c = el("circle", { cx: p[0], cy: p[1], r: r.alert ? 3.5 : 2, fill: r.alert ? "#c62828" : COLORS[t], class: `point ${t}${r.alert ? " alert" : ""}` }, svg);
         el("title", {}, c, r.message);
       }
       if (pts.length) any = true;
@@ -223,7 +223,8 @@
 
   async function refresh() {
     const win = $("window").value, n = $("windows").value;
-    const range = (win ? `window=${win}&` : "") + `windows=${n}`;
+    const until = new URLSearchParams(location.search).get("until");
+    const range = (win ? `window=${win}&` : "") + `windows=${n}` + (until && /^[0-9]+$/.test(until) ? `&until=${until}` : "");
     try {
       const report = await get(`/v2/monitor/summary?${range}`);
       $("login").hidden = true;
@@ -231,7 +232,7 @@
       await Promise.all(report.models.map(async (m) => {
         if (!m.unfamiliar || !m.unfamiliar.length) return;
         try {
-          const u = await get(`/v2/monitor/unfamiliar?model=${encodeURIComponent(m.name)}&version=${encodeURIComponent(m.version)}&window=${report.window_seconds}&windows=${report.n_windows}&limit=8`);
+          const u = await get(`/v2/monitor/unfamiliar?model=${encodeURIComponent(m.name)}&version=${encodeURIComponent(m.version)}&window=${report.window_seconds}&windows=${report.n_windows}&until=${report.until_ms}&limit=8`);
           const c = document.querySelector(`section.card[data-model="${m.name}/${m.version}"]`);
           if (c) unfamiliarTable(c, m, u.items);
         } catch (e) { /* the model may not be loaded in this server any more: keep the plain list */ }
