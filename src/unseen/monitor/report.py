@@ -139,7 +139,7 @@ def _version_summary(store: Any, mv: dict[str, Any], *, since: int, until: int, 
                         threshold=info.get("threshold"))
     unfamiliar = [{"sample_id": int(s["id"]), "request_id": s["request_id"], "ts_ms": int(s["ts_ms"]), "row": int(s["row"]),
                    "score": float(s["score"]), "text": s["text"]}
-                  for s in store.window_samples(mv["id"], since_ms=since, until_ms=until, kind="flagged", limit=8, order="score")]
+                  for s in store.window_samples(mv["id"], since_ms=since, until_ms=until, kind="flagged", limit=6, order="score")]
     totals = {k: int(sum(c[k] for c in counts.values())) for k in ("events", "rows", "flagged")}
     return {"name": mv["name"], "version": mv["version"], "version_id": int(mv["id"]), "sha256": mv["sha256"],
             "kind": mv["kind"], "detector": mv["detector"], "input": mv["input"], "n_features": int(mv["n_features"]),

@@ -20,7 +20,7 @@ import typer
 
 from ..exceptions import UnseenError
 
-__all__ = ["app", "keys_app", "migrate", "parse_duration", "prune", "serve"]
+__all__ = ["app", "demo_traffic", "keys_app", "limit_threads", "migrate", "parse_duration", "prune", "serve"]
 
 app = typer.Typer(help="Serve unseen models over HTTP, monitor what they saw, manage API keys.", no_args_is_help=True,
                   add_completion=False)
@@ -40,6 +40,28 @@ def parse_duration(text: str) -> int:
     if not m or int(m.group(1)) == 0:
         raise typer.BadParameter(f"expected a positive duration such as 90s, 5m, 2h or 1d, got {text!r}")
     return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def limit_threads(n: int) -> None:
+    """Give every worker ``n`` threads for faiss (OpenMP) and BLAS: concurrent requests already run in parallel,
+    and more threads than cores per request make single-row latency collapse under load."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)  # worker processes read these at import
+    try:  # this process has imported numpy (and maybe faiss) already
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n)
+    except ImportError:  # pragma: no cover - scikit-learn brings threadpoolctl
+        pass
+    if "faiss" in sys.modules:
+        sys.modules["faiss"].omp_set_num_threads(n)
 
 
 def _fail(message: str) -> None:
@@ -79,9 +101,11 @@ def serve(
     window: Annotated[str, typer.Option(help="Monitoring window of the dashboard and /metrics (90s, 5m, 1h)")] = "5m",
     windows: Annotated[int, typer.Option(min=1, max=200, help="Windows shown on the dashboard")] = 24,
     alert_level: Annotated[float, typer.Option(min=1e-6, max=0.5, help="Significance level of every alert")] = 0.01,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="Scoring threads per worker (OpenMP, BLAS); default: cores / workers")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
 ) -> None:
     """Serve the models of a repository: OIP v2 inference, the event store, /metrics and /dashboard."""
+    limit_threads(threads or max(1, _cores() // workers))
     import uvicorn
 
     from .settings import ENV, Settings
@@ -126,7 +150,8 @@ def serve(
         typer.echo(f"demo API key (admin): export KEY={key}\n  curl -H \"Authorization: Bearer $KEY\" "
                    f"-d '{{\"inputs\": [{{\"name\": \"text\", \"shape\": [1], \"datatype\": \"BYTES\", "
                    f"\"data\": [\"a cup of espresso\"]}}]}}' {base}/v2/models/wordnet/infer\n"
-                   f"  dashboard: {base}/dashboard#key={key}", err=True)
+                   f"  dashboard: {base}/dashboard#key={key}\n"
+                   f"  some traffic to look at: python -m unseen.service demo-traffic --url {base}", err=True)
     if workers == 1:
         from .app import create_app
 
@@ -137,6 +162,26 @@ def serve(
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="unseen-prometheus-")
     uvicorn.run("unseen.service.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, access_log=False)
+
+
+@app.command("demo-traffic")
+def demo_traffic(
+    url: Annotated[str, typer.Option(help="The demo server")] = "http://127.0.0.1:8000",
+    key: Annotated[Optional[str], typer.Option(help="API key (default: the demo's, from its key file)")] = None,
+    seconds: Annotated[float, typer.Option(min=1, help="How long to send")] = 60.0,
+    drift_after: Annotated[float, typer.Option(min=0, help="Seconds before a third of the inputs become unfamiliar")] = 40.0,
+) -> None:
+    """Send the demo models known digits (and texts), then drifting ones, so the dashboard has something to show."""
+    import httpx
+
+    from .demo import demo_dir, send_demo_traffic
+
+    if key is None and (demo_dir() / "api-key").exists():
+        key = (demo_dir() / "api-key").read_text().strip()
+    try:
+        send_demo_traffic(url, key, seconds=seconds, drift_after=drift_after, log=typer.echo)
+    except httpx.HTTPError as exc:
+        _fail(f"{exc} (is 'python -m unseen.service serve --demo' running on {url}?)")
 
 
 @app.command()

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["build_demo_repository", "demo_dir", "demo_inputs"]
+__all__ = ["build_demo_repository", "demo_dir", "demo_inputs", "send_demo_traffic"]
 
 
 def demo_dir() -> Path:
@@ -79,18 +79,18 @@ def build_demo_repository(root: str | Path | None = None, *, text: bool = True, 
         about = "scikit-learn digits 0-5, 64 pixel intensities in [0, 1] (8 x 8 image, row by row)"
         if "knn" in need:
             _write(root / "knn" / "1", unseen.KNN(k=10).fit(d.X_train),
-                   {"description": f"KNN on {about}", "class_names": d.class_names, "sample_rate": 0.25}, **ref)
+                   {"description": f"KNN on {about}", "class_names": d.class_names, "sample_rate": 0.5}, **ref)
         if "knn-conformal" in need:
             flagger = ConformalFlagger(unseen.KNN(k=10).fit(d.X_train), alpha=0.05).calibrate(d.X_val)
             _write(root / "knn-conformal" / "1", flagger,
-                   {"description": f"conformal KNN (alpha 0.05, 217 calibration digits) on {about}", "sample_rate": 0.25},
+                   {"description": f"conformal KNN (alpha 0.05, 217 calibration digits) on {about}", "sample_rate": 0.5},
                    features=ref["features"], labels=ref["labels"])
         if "digits-openset" in need:
             clf = LogisticRegression(max_iter=2000).fit(d.X_train, d.y_train)
             osc = OpenSetClassifier(unseen.KNN(k=10)).fit(d.X_train, d.y_train, classifier=clf).calibrate(d.X_val, d.y_val)
             _write(root / "digits-openset" / "1", osc,
                    {"description": f"open-set classifier (logistic regression + KNN) on {about}",
-                    "class_names": d.class_names, "sample_rate": 0.25}, **ref)
+                    "class_names": d.class_names, "sample_rate": 0.5}, **ref)
         log(f"demo: built {', '.join(need)} in {root}")
     if text and not (root / "wordnet" / "1" / "model.unseen").exists():
         try:
@@ -115,3 +115,54 @@ def demo_inputs(seed: int = 0) -> dict[str, np.ndarray]:
     d = _digits()
     ood = {k.split(":")[0]: v for k, v in d.ood.items()}
     return {"known": d.X_test.astype(np.float32), "near": ood["near"].astype(np.float32), "far": ood["far"].astype(np.float32)}
+
+
+TEXTS_KNOWN = ["a cup of espresso", "a wooden chair with four legs", "a tall tree with needle-shaped leaves",
+               "a person who plays the violin", "a small domesticated carnivorous mammal", "a city on the coast",
+               "a sweet yellow fruit", "a soldier who fights on horseback"]
+TEXTS_NEW = ["to move quickly on foot", "the state of being happy", "the act of making a decision",
+             "a feeling of great sadness", "to speak in a loud voice", "an idea that is hard to explain"]
+
+
+def send_demo_traffic(url: str, key: str | None, *, seconds: float = 60.0, drift_after: float = 40.0,
+                      rate: float = 4.0, rows: int = 8, log: Any = print) -> int:
+    """Send the demo models a stream of requests: known test digits (and texts), then, after ``drift_after``
+    seconds, a third of unknown digits 6-9 (and new kinds of text), so the dashboard shows an alert.
+
+    Returns the number of requests sent.
+    """
+    import time
+
+    import httpx
+
+    data = demo_inputs()
+    known, near = data["known"], data["near"]
+    rng = np.random.default_rng(0)
+    order = rng.permutation(known.shape[0])
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    sent, pos, t0 = 0, 0, time.time()
+    with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
+        names = [m["name"] for m in client.post("/v2/repository/index").raise_for_status().json() if m["state"] == "READY"]
+        while time.time() - t0 < seconds:
+            drift = time.time() - t0 >= drift_after
+            idx = order[[(pos + i) % order.size for i in range(rows)]]
+            pos += rows
+            X = known[idx].copy()
+            if drift:
+                X[: rows // 3 + 1] = near[rng.integers(0, near.shape[0], rows // 3 + 1)]
+            for name in ("knn", "knn-conformal", "digits-openset"):
+                if name in names:
+                    body = {"inputs": [{"name": "features", "shape": list(X.shape), "datatype": "FP32",
+                                        "data": X.ravel().tolist()}]}
+                    client.post(f"/v2/models/{name}/infer", json=body).raise_for_status()
+                    sent += 1
+            if "wordnet" in names:
+                texts = [TEXTS_KNOWN[int(i)] for i in rng.integers(0, len(TEXTS_KNOWN), 2)]
+                if drift:
+                    texts[0] = TEXTS_NEW[int(rng.integers(0, len(TEXTS_NEW)))]
+                body = {"inputs": [{"name": "text", "shape": [len(texts)], "datatype": "BYTES", "data": texts}]}
+                client.post("/v2/models/wordnet/infer", json=body).raise_for_status()
+                sent += 1
+            time.sleep(max(0.0, 1.0 / rate - 0.01))
+    log(f"demo traffic: {sent} requests in {time.time() - t0:.0f} s (drift after {drift_after:g} s)")
+    return sent

@@ -141,6 +141,15 @@ def _short(value: Any, limit: int = 80) -> str:
 
 def _numbers(data: list, shape: list[int], n_features: int, datatype: str, where: str) -> np.ndarray:
     n = shape[0]
+    if data and type(data[0]) is not list:  # flat, the common case: one pass for the types, one to convert
+        kinds = set(map(type, data))
+        if kinds <= {float, int}:
+            if len(data) != n * shape[1]:
+                raise RequestError(400, f"{where}.data holds {len(data)} values but shape {shape} needs {n * shape[1]}.")
+            if datatype in INT_TYPES and float in kinds:
+                raise RequestError(400, f"{where}.data holds fractional numbers but datatype is {datatype}; send FP32.")
+            arr = np.fromiter(data, dtype=np.float64, count=len(data))
+            return _finite(arr, n, shape, datatype, where)
     try:
         arr = np.asarray(data)
     except (ValueError, TypeError):
@@ -161,6 +170,11 @@ def _numbers(data: list, shape: list[int], n_features: int, datatype: str, where
     if arr.ndim == 2 and list(arr.shape) != shape or arr.ndim not in (1, 2):
         raise RequestError(400, f"{where}.data is nested as {list(arr.shape)} but shape says {shape}; send it flat "
                                 "(row-major) or as N rows of D numbers.")
+    return _finite(arr, n, shape, datatype, where)
+
+
+def _finite(arr: np.ndarray, n: int, shape: list[int], datatype: str, where: str) -> np.ndarray:
+    """The rows in the declared precision, refusing values outside its range."""
     dtype = FLOAT_TYPES.get(datatype, np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         X = arr.reshape(n, shape[1]).astype(dtype, copy=False)

@@ -1,7 +1,9 @@
 """The event store: SQLite (embedded default) or PostgreSQL (production), one schema, migrated with Alembic.
 
 >>> store = Store("sqlite:///unseen.db")          # doctest: +SKIP
->>> store.upgrade()                                # creates or migrates the tables; safe to run again
+>>> store.upgrade()                                # doctest: +SKIP
+
+``upgrade`` creates or migrates the tables; it is safe to run again.
 
 Durability: a write returns only after its transaction committed. SQLite runs in WAL mode with
 ``synchronous=FULL`` (a committed event survives a process kill and a power cut) and ``BEGIN IMMEDIATE``

@@ -3,7 +3,7 @@
 "use strict";
 (function () {
   const SVG = "http://www.w3.org/2000/svg";
-  const W = 360, H = 190, M = { l: 44, r: 10, t: 10, b: 28 };
+  const W = 360, H = 190, M = { l: 44, r: 16, t: 10, b: 28 };
   const COLORS = { ks: "#2364aa", mmd: "#8e44ad", prior: "#d98c00" };
   const offline = typeof window.UNSEEN_REPORT === "object";
   const $ = (id) => document.getElementById(id);
@@ -45,7 +45,7 @@
     }
     for (let i = 0; i <= 3; i++) {
       const x = x0 + ((x1 - x0) * i) / 3;
-      el("text", { x: sx(x), y: H - M.b + 14, "text-anchor": "middle" }, svg, xfmt(x));
+      el("text", { x: sx(x), y: H - M.b + 14, "text-anchor": i === 0 ? "start" : i === 3 ? "end" : "middle" }, svg, xfmt(x));
     }
     return { sx, sy };
   }
@@ -232,7 +232,7 @@
       await Promise.all(report.models.map(async (m) => {
         if (!m.unfamiliar || !m.unfamiliar.length) return;
         try {
-          const u = await get(`/v2/monitor/unfamiliar?model=${encodeURIComponent(m.name)}&version=${encodeURIComponent(m.version)}&window=${report.window_seconds}&windows=${report.n_windows}&until=${report.until_ms}&limit=8`);
+          const u = await get(`/v2/monitor/unfamiliar?model=${encodeURIComponent(m.name)}&version=${encodeURIComponent(m.version)}&window=${report.window_seconds}&windows=${report.n_windows}&until=${report.until_ms}&limit=6`);
           const c = document.querySelector(`section.card[data-model="${m.name}/${m.version}"]`);
           if (c) unfamiliarTable(c, m, u.items);
         } catch (e) { /* the model may not be loaded in this server any more: keep the plain list */ }
