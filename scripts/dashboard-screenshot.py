@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Regenerate docs/dashboard.png: ``unseen serve --demo`` on a fresh store, a minute of demo traffic that drifts
-after 40 s, and the dashboard in headless Chromium (Debian's chromium, driven by Playwright).
+"""Regenerate docs/dashboard.png: ``unseen serve --demo`` on a fresh store, 90 s of demo traffic that drifts
+after 60 s (10-s windows), and the dashboard in headless Chromium (Debian's chromium, driven by Playwright).
 
     .venv/bin/python scripts/dashboard-screenshot.py [--out docs/dashboard.png]
 """
@@ -26,7 +26,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "dashboard.png")
-    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--seconds", type=float, default=90.0)
+    ap.add_argument("--window", type=int, default=10)
     ap.add_argument("--port", type=int, default=8787)
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
@@ -55,7 +56,8 @@ def main() -> int:
             ctx = p.chromium.launch_persistent_context(str(work / "profile"), executable_path="/usr/bin/chromium",
                                                        headless=True, args=ARGS, viewport={"width": 1400, "height": 900})
             page = ctx.new_page()
-            page.goto(f"{url}/dashboard?window=5&windows={int(args.seconds // 5) + 1}&until={until}#key={key}")
+            windows = int(args.seconds // args.window) + 1
+            page.goto(f"{url}/dashboard?window={args.window}&windows={windows}&until={until}#key={key}")
             page.wait_for_function("document.body.dataset.state === 'ready'", timeout=120_000)
             page.wait_for_function("document.querySelectorAll('table.unfamiliar td').length > 12", timeout=60_000)
             args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -87,6 +87,24 @@ def test_beta_binomial_alert_keeps_its_level_where_the_binomial_does_not():
     assert naive > 3 * level  # the calibration set's own randomness, ignored, gives false alarms
 
 
+def test_a_threshold_set_on_held_out_rows_gets_its_beta_binomial():
+    """A threshold at an order statistic of 99 held-out scores (as Detector.calibrate sets it) flags L of them; the
+    alert with calibration_flags=L keeps its exact size over calibration draws."""
+    rng = np.random.default_rng(5)
+    R, n_cal, m, L, level = 2000, 99, 150, 4, 0.05
+    counts = np.empty(R, dtype=int)
+    for r in range(R):
+        cut = np.sort(rng.normal(size=n_cal))[L]  # L calibration scores lie below it
+        counts[r] = int((rng.normal(size=m) < cut).sum())
+    verdict = {int(k): ood_rate_test(int(k), m, calibration_flags=L, n_calibration=n_cal, level=level).alert
+               for k in set(counts)}
+    crit = ood_rate_test(0, m, calibration_flags=L, n_calibration=n_cal, level=level).detail["critical_count"]
+    size = stats.betabinom.sf(crit - 1, m, L + 1, n_cal - L)
+    lo, hi = rate_ci(int(sum(verdict[int(k)] for k in counts)), R)
+    assert size <= level and lo <= size <= hi
+    assert ood_rate_test(0, m, calibration_flags=L, n_calibration=n_cal).detail["expected_rate"] == pytest.approx(5 / 100)
+
+
 def test_ood_rate_alert_catches_ood_traffic():
     rng = np.random.default_rng(1)
     counts = _windows(200, 99, 200, 0.05, rng, ood_share=0.2)

@@ -63,7 +63,9 @@ def test_model_metadata_names_width_threshold_calibration_and_alpha(shared, mode
     assert [o["name"] for o in knn["outputs"]] == ["score", "decision", "verdict"]
     p = knn["parameters"]
     assert p["kind"] == "detector" and p["detector"] == "knn" and p["n_features"] == D and p["head"] is False
-    assert p["threshold"] == pytest.approx(models.knn.offset_) and p["monitor"] == {"rate": 0.05}
+    assert p["threshold"] == pytest.approx(models.knn.offset_)
+    flagged = int((models.knn.predict(models.X_cal) == -1).sum())  # its threshold on the held-out rows of reference.npz
+    assert p["monitor"] == {"calibration_flags": flagged, "n_calibration": 200}
     flag = shared.get("/v2/models/knn-conformal/versions/1").json()["parameters"]
     assert (flag["kind"], flag["alpha"], flag["calibration_size"], flag["mode"]) == ("flagger", 0.1, 200, "marginal")
     assert flag["monitor"] == {"alpha": 0.1, "n_calibration": 200}

@@ -130,7 +130,9 @@ def _version_summary(store: Any, mv: dict[str, Any], *, since: int, until: int, 
         if mmd is not None and mmd.get("alert"):
             alerts.append({"test": "mmd", "start_ms": start, "end_ms": end, "p_value": mmd["p_value"], "message": mmd["message"]})
         windows.append(row)
-    latest_b = max(scores_by) if scores_by else None
+    # the histogram: the latest complete window with scores (the last one may have only begun)
+    complete = [b for b in scores_by if since + (b + 1) * w <= now]
+    latest_b = max(complete) if complete else (max(scores_by) if scores_by else None)
     hist = None
     if latest_b is not None:
         hist = _histogram(ref_scores, np.asarray(scores_by[latest_b], dtype=np.float64), bins)

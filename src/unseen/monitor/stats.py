@@ -13,8 +13,10 @@ test           null hypothesis and method
                n + 1 - l)``, ``l = floor((n + 1) alpha)``, over calibration draws; so the count of flags in a
                window of ``m`` ID inputs is **beta-binomial** ``BB(m, l, n + 1 - l)`` (the binomial with
                ``alpha`` ignores the calibration set's own randomness and alarms too often when ``n`` is
-               small). Without a calibration size: binomial ``Bin(m, rate)`` with the nominal rate
-               (``1 - tpr`` of a detector's threshold). p-value ``P(K >= k)``.
+               small). A threshold set on ``n`` held-out rows that flags ``L`` of them: ``BB(m, L + 1,
+               n - L)``. Without either: binomial ``Bin(m, rate)`` with the nominal rate (``1 - tpr`` of a
+               detector's threshold), which ignores the threshold's own estimation error. p-value
+               ``P(K >= k)``.
 ``ks``         window scores and reference scores (held-out ID scores: a flagger's calibration scores) come
                from one distribution: two-sample Kolmogorov–Smirnov (``scipy.stats.ks_2samp``, exact for
                small samples).
@@ -161,6 +163,7 @@ def ood_rate_test(
     rate: float | None = None,
     alpha: float | None = None,
     n_calibration: int | None = None,
+    calibration_flags: int | None = None,
     level: float = 0.01,
 ) -> TestResult:
     """Test whether a window's share of flagged inputs exceeds what the calibrated false-alarm rate allows.
@@ -176,6 +179,11 @@ def ood_rate_test(
         A marginal conformal flagger's level and calibration size: the count is tested against the
         beta-binomial ``BB(n, l, n_calibration + 1 - l)`` with ``l = conformal_flag_count(n_calibration,
         alpha)`` — the exact distribution of false alarms in a window of ID inputs, over calibration draws.
+    calibration_flags, n_calibration : optional
+        A threshold set on ``n_calibration`` held-out ID rows (``calibrate``: an order statistic of their
+        scores) flags ``calibration_flags = L`` of them; then a new ID input is flagged with probability
+        ``Beta(L + 1, n_calibration - L)`` and the count is ``BB(n, L + 1, n_calibration - L)`` (the conformal
+        case is ``L = l - 1``).
     level : float, default 0.01
         Alert when ``P(K >= n_flagged) <= level``.
 
@@ -197,7 +205,15 @@ def ood_rate_test(
     check_param(n, "n", owner=owner, kind=(int, np.integer), low=0)
     check_param(n_flagged, "n_flagged", owner=owner, kind=(int, np.integer), low=0, high=n)
     n, k = int(n), int(n_flagged)
-    if n_calibration is not None and alpha is not None:
+    if n_calibration is not None and calibration_flags is not None:
+        check_param(n_calibration, "n_calibration", owner=owner, kind=(int, np.integer), low=1)
+        check_param(calibration_flags, "calibration_flags", owner=owner, kind=(int, np.integer), low=0,
+                    high=int(n_calibration) - 1)
+        a, b = int(calibration_flags) + 1, int(n_calibration) - int(calibration_flags)
+        expected = a / (a + b)
+        method = (f"beta-binomial (threshold flags {int(calibration_flags)} of {int(n_calibration)} held-out rows)")
+        dist = stats.betabinom(n, a, b)
+    elif n_calibration is not None and alpha is not None:
         check_param(n_calibration, "n_calibration", owner=owner, kind=(int, np.integer), low=1)
         alpha = float(_level(alpha, owner))
         lvl = conformal_flag_count(int(n_calibration), alpha)

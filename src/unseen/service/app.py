@@ -32,6 +32,8 @@ import contextlib
 import dataclasses
 import logging
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,20 @@ __all__ = ["create_app", "create_app_from_env"]
 
 log = logging.getLogger("unseen.service")
 STATIC = Path(__file__).with_name("static")
+
+
+def scoring_slots() -> int:
+    """Concurrent scorings per process: cores divided by the threads one scoring uses (``OMP_NUM_THREADS``, which
+    ``unseen serve --threads`` sets; all cores when unset)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        per_call = int(os.environ.get("OMP_NUM_THREADS") or cores)
+    except ValueError:
+        per_call = cores
+    return max(1, cores // max(1, per_call))
 
 
 class BodyTooLarge(Exception):
@@ -130,6 +146,9 @@ class Service:
         self.writer = EventWriter(self.store, on_commit=self.metrics.observe_commit)
         self.keys = KeyCache(self.store)
         self.rng = np.random.default_rng()
+        # Scoring is CPU-bound and each call may use OpenMP/BLAS threads: at most cores / threads-per-call scorings
+        # run at once (the rest queue), so concurrent requests never oversubscribe the cores.
+        self.scoring = ThreadPoolExecutor(max_workers=scoring_slots(), thread_name_prefix="unseen-score")
         self._reload_task: asyncio.Task | None = None
         self._reload_lock = asyncio.Lock()
 
@@ -144,6 +163,7 @@ class Service:
         self.writer.start()
 
     def stop(self) -> None:
+        self.scoring.shutdown(wait=True)
         self.writer.close()
         self.store.close()
 
@@ -284,7 +304,7 @@ class Service:
                                      header_id=request.headers.get("x-request-id"), model_key=entry.name)
                 return parsed, self._score(entry, parsed)
 
-            parsed, (values, event, explanations) = await run_in_threadpool(work)
+            parsed, (values, event, explanations) = await asyncio.get_running_loop().run_in_executor(self.scoring, work)
             event.key_id = principal.key_id
             try:
                 event_id = await asyncio.wrap_future(self.writer.submit(event))

@@ -42,18 +42,13 @@ def parse_duration(text: str) -> int:
     return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def limit_threads(n: int) -> None:
-    """Give every worker ``n`` threads for faiss (OpenMP) and BLAS: concurrent requests already run in parallel,
-    and more threads than cores per request make single-row latency collapse under load."""
+    """Give each scoring call ``n`` threads for faiss (OpenMP) and BLAS. Concurrent requests already run in parallel
+    (up to cores / n at once); OpenMP teams in every concurrent call would oversubscribe the cores, and spinning
+    OpenMP threads make single-row latency collapse under load."""
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(n)  # worker processes read these at import
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep instead of spinning
     try:  # this process has imported numpy (and maybe faiss) already
         from threadpoolctl import threadpool_limits
 
@@ -101,11 +96,11 @@ def serve(
     window: Annotated[str, typer.Option(help="Monitoring window of the dashboard and /metrics (90s, 5m, 1h)")] = "5m",
     windows: Annotated[int, typer.Option(min=1, max=200, help="Windows shown on the dashboard")] = 24,
     alert_level: Annotated[float, typer.Option(min=1e-6, max=0.5, help="Significance level of every alert")] = 0.01,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="Scoring threads per worker (OpenMP, BLAS); default: cores / workers")] = None,
+    threads: Annotated[int, typer.Option(min=1, help="Threads one scoring call uses (OpenMP, BLAS); concurrent requests score in parallel up to cores / threads per worker")] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
 ) -> None:
     """Serve the models of a repository: OIP v2 inference, the event store, /metrics and /dashboard."""
-    limit_threads(threads or max(1, _cores() // workers))
+    limit_threads(threads)
     import uvicorn
 
     from .settings import ENV, Settings

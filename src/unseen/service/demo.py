@@ -138,6 +138,15 @@ def send_demo_traffic(url: str, key: str | None, *, seconds: float = 60.0, drift
     data = demo_inputs()
     known, near = data["known"], data["near"]
     rng = np.random.default_rng(0)
+    texts_known, texts_new = list(TEXTS_KNOWN), list(TEXTS_NEW)
+    try:  # the WordNet test definitions and the held-out ones (not seen in training), when WordNet is installed
+        from ..datasets.wordnet import build_texts
+
+        parts = build_texts(0, "small")
+        texts_known = list(rng.permutation(parts["texts"]["test"]))
+        texts_new = list(rng.permutation([t for v in parts["ood"].values() for t in v]))
+    except Exception:  # no WordNet: the few sentences above
+        pass
     order = rng.permutation(known.shape[0])
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     sent, pos, t0 = 0, 0, time.time()
@@ -157,9 +166,9 @@ def send_demo_traffic(url: str, key: str | None, *, seconds: float = 60.0, drift
                     client.post(f"/v2/models/{name}/infer", json=body).raise_for_status()
                     sent += 1
             if "wordnet" in names:
-                texts = [TEXTS_KNOWN[int(i)] for i in rng.integers(0, len(TEXTS_KNOWN), 2)]
+                texts = [texts_known[(sent + i) % len(texts_known)] for i in range(4)]  # cycling: no repeats
                 if drift:
-                    texts[0] = TEXTS_NEW[int(rng.integers(0, len(TEXTS_NEW)))]
+                    texts[:2] = [texts_new[(sent + i) % len(texts_new)] for i in range(2)]
                 body = {"inputs": [{"name": "text", "shape": [len(texts)], "datatype": "BYTES", "data": texts}]}
                 client.post("/v2/models/wordnet/infer", json=body).raise_for_status()
                 sent += 1

@@ -111,6 +111,7 @@ class LoadedModel:
     loaded_ms: int = 0
     fingerprint: tuple = ()
     version_id: int | None = None  # the store's id, set when registered
+    calibration_flags: tuple[int, int] | None = None  # (flagged, rows) of the held-out calibration rows
 
     # ------------------------------------------------------------------------------------ facts
 
@@ -136,6 +137,9 @@ class LoadedModel:
             if m.mode == "marginal" and not m.randomize:
                 return {"alpha": float(m.alpha), "n_calibration": int(m.n_calibration_)}
             return {"rate": float(m.alpha)}
+        if self.calibration_flags is not None and 0 <= self.calibration_flags[0] < self.calibration_flags[1]:
+            flagged, n = self.calibration_flags
+            return {"calibration_flags": flagged, "n_calibration": n}
         tpr = float(getattr(m, "tpr", getattr(self.detector, "tpr", 0.95)))
         return {"rate": round(max(1e-9, 1.0 - tpr), 12)}
 
@@ -405,7 +409,9 @@ def load_version(root: Path, name: str, version: str, *, warm_up: bool = True) -
     if kind == "flagger":
         entry.reference_scores = np.asarray(model.calibration_scores_, dtype=np.float64)
     elif calibration is not None:
-        entry.reference_scores = np.asarray(entry.score(calibration).scores, dtype=np.float64)
+        scored = entry.score(np.asarray(calibration))
+        entry.reference_scores = np.asarray(scored.scores, dtype=np.float64)
+        entry.calibration_flags = (int(scored.flags.sum()), int(scored.flags.shape[0]))
     basis = calibration if calibration is not None else entry.reference_features
     if basis is not None and entry.has_classes():
         pred = entry.predicted_classes(np.asarray(basis))

@@ -176,7 +176,10 @@
     html("small", {}, h, `${m.kind} · ${m.detector} · ${m.input} (${m.n_features}) · ${m.totals.events} requests, ${m.totals.rows} rows, ${pct(m.totals.rows ? m.totals.flagged / m.totals.rows : null)} flagged`);
     html("span", { class: m.alerts.length ? "badge alert" : "badge" }, h, m.alerts.length ? `${m.alerts.length} alert${m.alerts.length > 1 ? "s" : ""}` : "no alert");
     const mon = m.monitor || {};
-    html("div", { class: "muted" }, c, mon.n_calibration ? `conformal: alpha ${mon.alpha}, ${mon.n_calibration} calibration points` : `nominal flag rate ${pct(mon.rate)}`);
+    const about = mon.alpha !== undefined ? `conformal: alpha ${mon.alpha}, ${mon.n_calibration} calibration points`
+      : mon.calibration_flags !== undefined ? `threshold flags ${mon.calibration_flags} of ${mon.n_calibration} held-out rows (${pct(mon.calibration_flags / mon.n_calibration)})`
+      : `nominal flag rate ${pct(mon.rate)}`;
+    html("div", { class: "muted" }, c, about);
     const charts = html("div", { class: "charts" }, c);
     const span = report.until_ms - report.since_ms;
     const c1 = html("div", { class: "chart" }, charts); html("h3", {}, c1, "OOD rate per window");
