@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import math
 import os
@@ -161,6 +162,7 @@ class Service:
             self.store.check()
         self.repo.reload()
         self.writer.start()
+        gc.freeze()  # the models and modules loaded so far are permanent: keep them out of every GC pass
 
     def stop(self) -> None:
         self.scoring.shutdown(wait=True)
