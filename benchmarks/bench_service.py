@@ -5,7 +5,7 @@ A script, not a test: it measures and reports; it asserts nothing. Per store it 
 serve`` (one uvicorn worker, auth on, every request stored durably) on a model repository with one KNN, then runs
 
 * **open loop, single-row requests at a fixed rate** (default 100 requests/s for 30 s, over 32 keep-alive
-  connections): each request is due at its scheduled time and its latency counts from that time, whether or not
+  connections opened and warmed before the clock starts): each request is due at its scheduled time and its latency counts from that time, whether or not
   earlier ones finished (no coordinated omission); reports p50/p99 latency, achieved throughput and errors;
 * **closed loop, single-row requests** with 16 concurrent clients for 15 s: the throughput ceiling;
 * **256-row requests, one at a time** (default 60): p50 latency against the in-process
@@ -128,12 +128,13 @@ async def open_loop(url: str, headers: dict, payloads: list[bytes], rate: float,
     queue: asyncio.Queue = asyncio.Queue()
     for i in range(n):
         queue.put_nowait(i)
-    t0 = time.perf_counter() + 0.2
+    t0 = time.perf_counter() + 2.0  # time to open and warm every connection first
     deadline = t0 + duration + 60  # bounded however slow the server
 
     async def connection() -> None:
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30,
                                      limits=httpx.Limits(max_connections=1)) as client:
+            await client.post("/v2/models/knn/infer", content=payloads[0])  # the connection is open before t0
             while not queue.empty() and time.perf_counter() < deadline:
                 i = queue.get_nowait()
                 due = t0 + i / rate

@@ -141,7 +141,7 @@ class Service:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.store = Store(settings.store)
+        self.store = Store(settings.store, background_checkpoints=True)
         self.repo = ModelRepository(settings.models, on_load=self._register)
         self.metrics = ServiceMetrics(self._metrics_summary)
         self.writer = EventWriter(self.store, on_commit=self.metrics.observe_commit)
@@ -161,6 +161,7 @@ class Service:
         else:
             self.store.check()
         self.repo.reload()
+        self.store.start_checkpoints()
         self.writer.start()
         gc.freeze()  # the models and modules loaded so far are permanent: keep them out of every GC pass
 

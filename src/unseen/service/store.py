@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import secrets
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ from .schema import api_keys, events, metadata, model_versions, samples
 
 __all__ = ["EventIn", "SampleIn", "Store", "StoreError", "hash_key", "now_ms"]
 
+log = logging.getLogger("unseen.service")
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: How long a writer waits for SQLite's write lock before giving up (another process is writing).
 SQLITE_BUSY_MS = 30_000
@@ -126,7 +129,7 @@ def redact(url: str) -> str:
         return url.split("@")[-1]
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, autocheckpoint: bool = True) -> Engine:
     parsed = sa.engine.make_url(url)
     if parsed.database in (None, "", ":memory:"):
         raise InputError("An in-memory SQLite store would lose every event at exit; give a file: sqlite:///unseen.db.")
@@ -142,6 +145,8 @@ def _sqlite_engine(url: str) -> Engine:
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+        if not autocheckpoint:  # the store's checkpoint thread folds the log in; commits never pay for it
+            cur.execute("PRAGMA wal_autocheckpoint=0")
         cur.close()
 
     @sa_event.listens_for(engine, "begin")
@@ -167,11 +172,14 @@ class Store:
     >>> key = store.add_api_key("ci", ["model:*"])                    # doctest: +SKIP
     """
 
-    def __init__(self, url: str, *, pool_size: int = 8):
+    def __init__(self, url: str, *, pool_size: int = 8, background_checkpoints: bool = False):
         self.url = normalise_url(url)
         self.dialect = self.url.split(":", 1)[0].split("+", 1)[0]
+        self._checkpointer: threading.Thread | None = None
+        self._stop_checkpoints = threading.Event()
+        self.background_checkpoints = background_checkpoints and self.dialect == "sqlite"
         if self.dialect == "sqlite":
-            self.engine = _sqlite_engine(self.url)
+            self.engine = _sqlite_engine(self.url, autocheckpoint=not self.background_checkpoints)
         else:
             self.engine = sa.create_engine(self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
@@ -179,8 +187,33 @@ class Store:
         return f"Store({redact(self.url)!r})"
 
     def close(self) -> None:
-        """Close every pooled connection."""
+        """Stop the checkpoint thread (after a last checkpoint) and close every pooled connection."""
+        if self._checkpointer is not None:
+            self._stop_checkpoints.set()
+            self._checkpointer.join(30)
+            self._checkpointer = None
         self.engine.dispose()
+
+    def start_checkpoints(self, interval: float = 1.0) -> None:
+        """SQLite with ``background_checkpoints``: a thread copies the write-ahead log into the database file every
+        ``interval`` seconds (PASSIVE: it never blocks a writer), instead of the commit that happens to cross
+        SQLite's 1000-page mark doing it (100 ms and more with ``synchronous=FULL``, in a request's latency)."""
+        if not self.background_checkpoints or self._checkpointer is not None:
+            return
+
+        def run() -> None:
+            while True:
+                stop = self._stop_checkpoints.wait(interval)
+                try:
+                    self.checkpoint()
+                except Exception as exc:  # busy or gone: the next round tries again
+                    log.debug("checkpoint skipped: %s", exc)
+                if stop:
+                    return
+
+        self._stop_checkpoints.clear()
+        self._checkpointer = threading.Thread(target=run, name="unseen-sqlite-checkpoint", daemon=True)
+        self._checkpointer.start()
 
     def _write(self) -> Any:
         return self.engine.connect().execution_options(write=True)
@@ -322,7 +355,7 @@ class Store:
 
     def checkpoint(self) -> None:
         """SQLite: copy the write-ahead log into the database file (PASSIVE: never waits for readers or writers).
-        The writer calls it when idle, so a commit seldom pays for an automatic checkpoint. PostgreSQL: nothing."""
+        PostgreSQL: nothing (its checkpointer does it)."""
         if self.dialect == "sqlite":
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")

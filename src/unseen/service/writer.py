@@ -76,15 +76,8 @@ class EventWriter:
             self._started = False
 
     def _run(self) -> None:
-        last_checkpoint = time.monotonic()
         while True:
-            try:
-                item = self._queue.get(timeout=1.0)
-            except queue.Empty:  # idle: fold the log into the database now, not inside a request's commit
-                if time.monotonic() - last_checkpoint > 1.0:
-                    self._checkpoint()
-                    last_checkpoint = time.monotonic()
-                continue
+            item = self._queue.get()
             if item is _STOP:
                 return
             batch = [item]
@@ -101,12 +94,6 @@ class EventWriter:
             self._write(batch)
             if stop:
                 return
-
-    def _checkpoint(self) -> None:
-        try:
-            self.store.checkpoint()
-        except Exception as exc:  # a busy or unreachable store: the next idle moment tries again
-            log.debug("checkpoint skipped: %s", exc)
 
     def _write(self, batch: list[tuple[EventIn, Future]]) -> None:
         t0 = time.perf_counter()
