@@ -100,7 +100,6 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
 ) -> None:
     """Serve the models of a repository: OIP v2 inference, the event store, /metrics and /dashboard."""
-    limit_threads(threads)
     import uvicorn
 
     from .settings import ENV, Settings
@@ -147,6 +146,7 @@ def serve(
                    f"\"data\": [\"a cup of espresso\"]}}]}}' {base}/v2/models/wordnet/infer\n"
                    f"  dashboard: {base}/dashboard#key={key}\n"
                    f"  some traffic to look at: python -m unseen.service demo-traffic --url {base}", err=True)
+    limit_threads(threads)  # only now: a refused command leaves the calling process as it was
     if workers == 1:
         from .app import create_app
 
