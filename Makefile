@@ -30,7 +30,7 @@ demo: $(VENV)/.installed
 	$(BIN)/unseen demo
 
 test: $(VENV)/.installed-test
-	bash scripts/install-data.sh --with-browser
+	bash scripts/install-data.sh --with-browser --with-postgres
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed-test

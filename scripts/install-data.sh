@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Install the offline data sets that unseen's benchmarks use; safe to run again (it skips what is present).
 #
-#   scripts/install-data.sh [--with-browser]
+#   scripts/install-data.sh [--with-browser] [--with-postgres]
 #
-# * Debian packages dataset-fashion-mnist and wordnet-base (and chromium with --with-browser), through
-#   apt-get as root or with sudo; "apt-get update" runs only when an install fails.
+# * Debian packages dataset-fashion-mnist and wordnet-base (and chromium with --with-browser, postgresql with
+#   --with-postgres: the service tests start their own server from it), through apt-get as root or with sudo;
+#   "apt-get update" runs only when an install fails.
 # * The R package r-cran-mlbench (UCI Shuttle and Satellite as .rda files), downloaded with
 #   "apt-get download" and unpacked with "dpkg -x" into $UNSEEN_DATA_DIR (default ~/.cache/unseen/data);
 #   no R is needed, unseen reads the files with pyreadr.
@@ -14,11 +15,13 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
 with_browser=0
+with_postgres=0
 for arg in "$@"; do
   case "$arg" in
     --with-browser) with_browser=1 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
-    *) echo "install-data.sh: unknown option '$arg' (expected --with-browser)" >&2; exit 2 ;;
+    --with-postgres) with_postgres=1 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "install-data.sh: unknown option '$arg' (expected --with-browser or --with-postgres)" >&2; exit 2 ;;
   esac
 done
 
@@ -46,6 +49,7 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install o
 
 wanted=(dataset-fashion-mnist wordnet-base)
 [ "$with_browser" -eq 1 ] && wanted+=(chromium)
+[ "$with_postgres" -eq 1 ] && wanted+=(postgresql)
 missing=()
 for pkg in "${wanted[@]}"; do
   if installed "$pkg"; then say "$pkg: already installed"; else missing+=("$pkg"); fi

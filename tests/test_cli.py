@@ -392,3 +392,12 @@ def test_score_with_an_engine_writes_shards_equal_to_in_memory_scores(tmp_path, 
         )
         == 2
     )
+
+
+def test_service_commands_are_registered(tmp_path, capsys):
+    assert main(["serve", "--help"]) == 0 and "unseen serve --models models/" in capsys.readouterr().out
+    assert main(["monitor", "--help"]) == 0 and "--store" in capsys.readouterr().out
+    assert main(["keys", "create", "--help"]) == 0
+    capsys.readouterr()
+    assert main(["serve", "--models", str(tmp_path / "nope")]) == 2
+    assert "is not a directory" in capsys.readouterr().err

@@ -28,6 +28,8 @@ from typing import Annotated
 import typer
 
 from ..exceptions import UnseenError
+from ..monitor.command import monitor
+from ..service.commands import keys_app, serve
 from . import bench, demo, detectors, enroll, explain, fit, flag, openset
 from ._common import examples
 
@@ -72,6 +74,31 @@ app.add_typer(bench.app)
 app.add_typer(openset.app, name="openset")
 app.add_typer(flag.app)
 app.add_typer(enroll.app)
+# The service's commands (they import typer only; fastapi and sqlalchemy load when a command runs). Its
+# maintenance commands (migrate, prune, demo-traffic) stay under `python -m unseen.service`.
+SERVICE_EXAMPLES = """\
+examples:
+  unseen serve --demo              # the demo models, their own store and key
+  unseen serve --models models/ --store sqlite:///unseen.db
+  unseen serve --models models/ --store postgresql://me@db/unseen --workers 4
+  unseen keys create --store sqlite:///unseen.db --name app \\
+      --scope model:knn               # prints the key once (stored hashed)
+  unseen monitor --store sqlite:///unseen.db --out monitor/ --window 1h
+"""
+app.command(
+    "serve",
+    help="serve saved models over HTTP (Open Inference Protocol v2) with a store and a dashboard",
+    epilog=examples(SERVICE_EXAMPLES),
+)(serve)
+app.command(
+    "monitor",
+    help="OOD rate, alerts and drift from a store: JSON, Markdown and an offline HTML page",
+    epilog=examples(SERVICE_EXAMPLES),
+)(monitor)
+keys_app.info.epilog = examples(SERVICE_EXAMPLES)
+for _command in keys_app.registered_commands:
+    _command.epilog = examples(SERVICE_EXAMPLES)
+app.add_typer(keys_app, name="keys", help="API keys of a store: create (shown once), list, revoke")
 
 
 def _version(value: bool) -> None:
