@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench data clean
+.PHONY: demo test lint bench data clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,9 +29,14 @@ demo: $(VENV)/.installed
 	bash scripts/install-data.sh
 	$(BIN)/unseen demo
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test lint
 	bash scripts/install-data.sh --with-browser --with-postgres
 	$(BIN)/python -m pytest
+
+# The codebase checks itself: lint, formatting and types (configured in pyproject.toml).
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 
 bench: $(VENV)/.installed-test
 	$(BIN)/pip install --quiet -e ".[bench]"

@@ -9,14 +9,27 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-__all__ = ["monitor", "render_html", "render_markdown", "write_report"]
+__all__ = ["monitor", "parse_duration", "render_html", "render_markdown", "write_report"]
 
 STATIC = Path(__file__).resolve().parent.parent / "service" / "static"
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in ``"90"``, ``"90s"``, ``"5m"``, ``"2h"`` or ``"1d"``.
+
+    >>> parse_duration("5m"), parse_duration("90"), parse_duration("1d")
+    (300, 90, 86400)
+    """
+    m = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", str(text))
+    if not m or int(m.group(1)) == 0:
+        raise typer.BadParameter(f"expected a positive duration such as 90s, 5m, 2h or 1d, got {text!r}")
+    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
 def _utc(ms: int) -> str:
@@ -106,7 +119,6 @@ def monitor(
 ) -> None:
     """Drift and OOD-rate report of the events in a store (what unseen serve recorded)."""
     from ..exceptions import UnseenError
-    from ..service.commands import parse_duration
     from .report import summarize
 
     try:

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -19,8 +18,9 @@ from typing import Annotated
 import typer
 
 from ..exceptions import UnseenError
+from ..monitor.command import parse_duration
 
-__all__ = ["app", "demo_traffic", "keys_app", "limit_threads", "migrate", "parse_duration", "prune", "serve"]
+__all__ = ["app", "demo_traffic", "keys_app", "limit_threads", "migrate", "prune", "serve"]
 
 app = typer.Typer(
     help="Serve unseen models over HTTP, monitor what they saw, manage API keys.",
@@ -31,18 +31,6 @@ keys_app = typer.Typer(help="API keys of a store: create (shown once), list, rev
 app.add_typer(keys_app, name="keys")
 
 StoreOpt = Annotated[str, typer.Option("--store", help="sqlite:///file.db or postgresql://user@host:port/db")]
-
-
-def parse_duration(text: str) -> int:
-    """Seconds in ``"90"``, ``"90s"``, ``"5m"``, ``"2h"`` or ``"1d"``.
-
-    >>> parse_duration("5m"), parse_duration("90"), parse_duration("1d")
-    (300, 90, 86400)
-    """
-    m = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", str(text))
-    if not m or int(m.group(1)) == 0:
-        raise typer.BadParameter(f"expected a positive duration such as 90s, 5m, 2h or 1d, got {text!r}")
-    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
 def limit_threads(n: int) -> None:
