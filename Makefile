@@ -37,6 +37,7 @@ test: $(VENV)/.installed-test lint
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/mypy
 
 bench: $(VENV)/.installed-test
 	$(BIN)/pip install --quiet -e ".[bench]"

@@ -230,6 +230,8 @@ def check_state(
                 if dt.kind not in _ARRAY_TYPES[spec.type] or (spec.type in _EXACT and dt != _EXACT[spec.type]):
                     raise SchemaError(f"state {name} has dtype {dt.str}, declared {declared[key]!r}")
                 shape = value.get("shape")
+                if not isinstance(shape, list):
+                    raise SchemaError(f"state {name} has no shape list, declared {declared[key]!r}")
                 if len(shape) != len(spec.dims):
                     raise SchemaError(f"state {name} has shape {tuple(shape)}, declared {declared[key]!r}")
                 for token, size in zip(spec.dims, shape):

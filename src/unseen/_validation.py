@@ -9,7 +9,7 @@ import numbers
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -200,10 +200,11 @@ def check_param(
         raise InputError(f"{owner}: {name} must be {expected}, got {value!r} ({type(value).__name__}).")
     if isinstance(value, numbers.Real) and not math.isfinite(value):
         raise InputError(f"{owner}: {name} must be a finite number, got {value!r}.")
-    if low is not None and (value < low or (value == low and not low_inclusive)):
+    num = cast(float, value)
+    if low is not None and (num < low or (num == low and not low_inclusive)):
         op = ">=" if low_inclusive else ">"
         raise InputError(f"{owner}: {name} must be {op} {low}, got {value!r}.")
-    if high is not None and (value > high or (value == high and not high_inclusive)):
+    if high is not None and (num > high or (num == high and not high_inclusive)):
         op = "<=" if high_inclusive else "<"
         raise InputError(f"{owner}: {name} must be {op} {high}, got {value!r}.")
     return value
@@ -259,7 +260,7 @@ def _npy_reader(path: Path, owner: str) -> tuple[tuple[int, int], np.dtype, Call
             for start in range(0, shape[0], rows):
                 n = min(rows, shape[0] - start)
                 buf = np.empty((n, shape[1]), dtype=dtype)
-                got = fh.readinto(memoryview(buf).cast("B"))
+                got = fh.readinto(memoryview(buf).cast("B"))  # type: ignore[arg-type]
                 if got != n * row_bytes:
                     raise InputError(f"{owner}: {path} is truncated (expected {shape[0]} rows).")
                 yield buf
@@ -277,7 +278,7 @@ def _memmap_blocks(arr: np.memmap, rows: int) -> Iterator[np.ndarray]:
     release = mm is not None and getattr(arr, "mode", "") == "r" and hasattr(mmap, "MADV_DONTNEED")
     for i in range(0, arr.shape[0], rows):
         block = np.array(arr[i : i + rows])
-        if release:
+        if release and mm is not None:
             mm.madvise(mmap.MADV_DONTNEED)
         yield block
 
@@ -382,7 +383,8 @@ class ChunkSource:
         self.n_samples = start
 
     @property
-    def n_features(self) -> int | None:
+    def n_features(self) -> int:
+        assert self._expected_features is not None  # set in __init__ from the first block
         return self._expected_features
 
 
@@ -402,9 +404,9 @@ class Reservoir:
         self._index = np.empty(0, dtype=np.int64)
 
     def add(self, start: int, block: np.ndarray) -> None:
-        keys = self._rng.random(block.shape[0])
+        keys = np.asarray(self._rng.random(block.shape[0]))
         if self._rows is None or self._keys.shape[0] < self.size:
-            rows = block if self._rows is None else np.concatenate([self._rows, block])
+            rows: np.ndarray = block if self._rows is None else np.concatenate([self._rows, block])
             keys = np.concatenate([self._keys, keys])
             index = np.concatenate([self._index, np.arange(start, start + block.shape[0])])
             if keys.shape[0] > self.size:

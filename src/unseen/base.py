@@ -248,6 +248,12 @@ class Detector:
     state_spec: ClassVar[dict[str, str] | None] = None
 
     tpr: float
+    offset_: float
+    n_features_in_: int
+    # The classifier head: typed as arrays because the detectors that read them are fitted with a head;
+    # a detector fitted without one holds None (check it before use where a head is optional).
+    W_: np.ndarray
+    b_: np.ndarray
 
     @classmethod
     def declared_state(cls) -> dict[str, str] | None:
@@ -360,7 +366,7 @@ class Detector:
         if "device" in self._param_names():
             from .backend import check_device
 
-            check_device(self.device, owner)
+            check_device(getattr(self, "device"), owner)  # noqa: B009 (not every detector has one)
         self._check_params()
         self._reset()
         if self.supports_chunks:
@@ -422,8 +428,8 @@ class Detector:
                     "layer (W of shape (n_classes, n_features), b of shape (n_classes,)). "
                     "unseen.adapters extracts it from a PyTorch or scikit-learn model."
                 )
-            self.W_ = None
-            self.b_ = None
+            self.W_ = None  # type: ignore[assignment]
+            self.b_ = None  # type: ignore[assignment]
             return
         if not self.takes_head():
             raise InputError(f"{owner} uses features only and does not take a head; drop head=.")

@@ -224,7 +224,7 @@ def save(detector: Any, path: str | Path, *, key: bytes | str | None = None) -> 
         )
     manifest.update(_encode(detector, "", arrays))
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
     blob = buf.getvalue()
     manifest["arrays_sha256"] = hashlib.sha256(blob).hexdigest()
     manifest["manifest_sha256"] = _manifest_digest(manifest)
@@ -558,7 +558,7 @@ def _construct(cls: type, params: dict[str, Any], path: Path) -> Any:
     """``cls(**params)`` with only the constructor's parameters, validated as ``fit`` would validate them."""
     accepted = [
         p.name
-        for p in inspect.signature(cls.__init__).parameters.values()
+        for p in inspect.signature(cls).parameters.values()
         if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
     ]
     unknown = sorted(set(params) - set(accepted))

@@ -150,7 +150,8 @@ def blocks_of(inputs: Any, *, block_rows: int | None = None) -> list[Block]:
         meta = pq.ParquetFile(path).metadata
         width = max(1, meta.num_columns)
         rows = block_rows or max(1, BLOCK_BYTES // (4 * width))
-        start, groups, count = 0, [], 0
+        start, count = 0, 0
+        groups: list[int] = []
         for g in range(meta.num_row_groups):
             n_g = meta.row_group(g).num_rows
             if groups and count + n_g > rows:

@@ -167,7 +167,7 @@ def candidates(
             w = B.shape[0]
             S = buf[: m * w].reshape(m, w)
             np.matmul(Qb, B.T, out=S)
-            if not inner_product:
+            if bank_half_sq is not None:  # set above unless inner_product
                 S -= bank_half_sq[j : j + w]
             v, c = _top_columns(S, n)
             _release(bank)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_param
-from ..base import Detector
+from ..base import threshold_at_tpr
 from ..exceptions import InputError, NotFittedError
 from .torch import TorchModel, as_logits, eval_mode, import_torch, iter_batches, resolve_device, to_device, to_numpy32
 
@@ -63,6 +63,10 @@ class _InputGradientDetector:
     """Thresholds and the detector-style API shared by the gradient detectors."""
 
     tpr: float
+    epsilon: float
+    batch_size: int
+    std: Any
+    offset_: float
 
     def _check_common(self) -> None:
         owner = type(self).__name__
@@ -109,7 +113,7 @@ class _InputGradientDetector:
         if tpr is not None:
             check_param(tpr, "tpr", owner=type(self).__name__, low=0.0, high=1.0, low_inclusive=False)
             self.tpr = tpr
-        self.offset_ = Detector._threshold(self, self.score_samples(inputs, progress=progress))
+        self.offset_ = threshold_at_tpr(self.score_samples(inputs, progress=progress), self.tpr)
         return self
 
     def _batches(self, inputs: Any, progress: bool):
@@ -188,7 +192,7 @@ class ODIN(_InputGradientDetector):
         """
         self._check_common()
         check_param(self.temperature, "temperature", owner="ODIN", low=0.0, low_inclusive=False)
-        self.offset_ = Detector._threshold(self, self._scores(inputs, progress))
+        self.offset_ = threshold_at_tpr(self._scores(inputs, progress), self.tpr)
         return self
 
     def score_samples(self, inputs: Any, *, progress: bool = False) -> np.ndarray:
@@ -322,10 +326,11 @@ class MahalanobisPreprocessed(_InputGradientDetector):
             raise InputError(
                 "MahalanobisPreprocessed needs class labels: pass y=..., or inputs that carry them (a DataLoader of (x, y))."
             )
+        assert out.features is not None  # the adapter always returns features
         # float64 statistics: float32 scatter loses digits that an ill-conditioned precision amplifies
         self.detector_ = Mahalanobis(tpr=self.tpr).fit(out.features.astype(np.float64), out.labels)
         self.n_features_in_ = int(out.features.shape[1])
-        self.offset_ = Detector._threshold(self, self._scores(inputs, progress))
+        self.offset_ = threshold_at_tpr(self._scores(inputs, progress), self.tpr)
         return self
 
     def score_samples(self, inputs: Any, *, progress: bool = False) -> np.ndarray:
@@ -338,7 +343,7 @@ class MahalanobisPreprocessed(_InputGradientDetector):
     def _md2(self, z: Any) -> Any:
         """Squared Mahalanobis distances (B, C) to every class mean, float64, differentiable in ``z``."""
         torch = import_torch()
-        det = self.detector_
+        det: Any = self.detector_  # a fitted Mahalanobis
         L = torch.as_tensor(det.whitening_, dtype=torch.float64, device=z.device)
         loc = torch.as_tensor(det.location_, dtype=torch.float64, device=z.device)
         C = torch.as_tensor(det.centers_, dtype=torch.float64, device=z.device)

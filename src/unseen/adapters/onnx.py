@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -184,6 +184,7 @@ class OnnxModel(ModelAdapter):
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
         self.providers = providers
         if session is None:
+            assert self._model_bytes is not None  # set above whenever no session was given
             session = self._session_from_bytes(self._model_bytes)
         outputs = [o.name for o in session.get_outputs()]
         if feature_output is None and logits_output is None:
@@ -412,7 +413,8 @@ class OnnxModel(ModelAdapter):
             raise InputError("OnnxModel got no batches from the inputs.")
         features = np.concatenate(feats) if feats else None
         logit_arr = np.concatenate(logits) if logits else None
-        n = (features if features is not None else logit_arr).shape[0]
+        n = features.shape[0] if features is not None else cast(np.ndarray, logit_arr).shape[0]
+        label_arr: np.ndarray | None
         if y is not None:
             label_arr = split_labels(y, n, "OnnxModel")
         elif n_with and n_without:

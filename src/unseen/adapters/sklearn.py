@@ -22,6 +22,7 @@ indices (``fit_detector`` maps ``y`` to them).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,7 @@ from ._base import ModelAdapter, ModelOutputs, split_labels
 
 __all__ = ["SklearnModel"]
 
-_ACTIVATIONS = {
+_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "identity": lambda a: a,
     "logistic": lambda a: 1.0 / (1.0 + np.exp(-a)),
     "tanh": np.tanh,

@@ -487,6 +487,7 @@ class TorchModel(ModelAdapter):
         if not feats:
             raise InputError(f"{owner} got no batches from the inputs (an empty data loader?).")
         features, logit_arr = np.concatenate(feats), np.concatenate(logits)
+        label_arr: np.ndarray | None
         if y is not None:
             label_arr = split_labels(y, features.shape[0], owner)
         elif n_with and n_without:

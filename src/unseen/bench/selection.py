@@ -260,7 +260,7 @@ def _candidates(candidates: Any, shape: DataShape, registry: Registry) -> tuple[
         for other_name, q in pairs:
             if other_name == name:
                 varied.setdefault(name, set()).update(k for k in set(p) | set(q) if p.get(k) != q.get(k))
-    out = []
+    out: list[Candidate] = []
     for name, p in pairs:
         label = candidate_label(name, p, sorted(varied.get(name, ())))
         if all(c.label != label for c in out):

@@ -39,7 +39,7 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -332,11 +332,13 @@ def load_spec(path: str | Path) -> Spec:
         head = (W, b)
     if not isinstance(doc["ood"], Mapping) or not doc["ood"]:
         raise r.fail("ood", "expected a table of named OOD sets, e.g. ood: {svhn: {features: svhn.npy, kind: far}}.")
-    ood, kinds, ood_labels = {}, {}, {}
+    ood: dict[str, np.ndarray] = {}
+    kinds: dict[str, str] = {}
+    ood_labels: dict[str, np.ndarray] = {}
     for name, entry in doc["ood"].items():
         X, y, kind = r.split(entry, f"ood.{name}", ood=True)
         same_dims(X, f"ood.{name}")
-        ood[str(name)], kinds[str(name)] = X, kind
+        ood[str(name)], kinds[str(name)] = X, str(kind)
         if y is not None:
             ood_labels[str(name)] = y
     detectors = doc.get("detectors")
@@ -378,11 +380,12 @@ def load_spec(path: str | Path) -> Spec:
         representation=str(doc.get("representation") or "features"),
         seed=int(seeds[0]) if seeds else 0,
         X_train=X_tr,
-        y_train=y_tr,
+        # An unlabelled spec keeps None here: DataShape.of marks the detectors that need labels unavailable.
+        y_train=cast(np.ndarray, y_tr),
         X_val=X_va,
-        y_val=y_va,
+        y_val=cast(np.ndarray, y_va),
         X_test=X_te,
-        y_test=y_te,
+        y_test=cast(np.ndarray, y_te),
         ood=ood,
         ood_kind=kinds,
         head=head,

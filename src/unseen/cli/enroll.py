@@ -7,7 +7,7 @@ What a detector can do is asked of its class: ``can_enroll``, ``can_forget``, ``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -25,6 +25,9 @@ from ._common import (
     save_model,
     say,
 )
+
+if TYPE_CHECKING:
+    from ..base import Detector
 
 EXAMPLES = """\
 examples:
@@ -137,7 +140,7 @@ def _capable(capability: str) -> list:
     return [info for info in list_detectors() if getattr(info.detector_class, capability)]
 
 
-def _require(cls: type, capability: str, verb: str) -> None:
+def _require(cls: type[Detector], capability: str, verb: str) -> None:
     if not getattr(cls, capability):
         names = ", ".join(info.name for info in _capable(capability))
         raise InputError(

@@ -57,7 +57,14 @@ in-distribution rows among them <= Q. Everything assumes the calibration rows
 and new in-distribution rows are exchangeable.
 """
 
-Mode = enum.Enum("Mode", [(mode, mode) for mode in MODES], type=str)
+
+class Mode(enum.StrEnum):
+    marginal = "marginal"
+    class_conditional = "class_conditional"
+    calibration_conditional = "calibration_conditional"
+
+
+assert tuple(m.value for m in Mode) == MODES
 
 app = typer.Typer()
 

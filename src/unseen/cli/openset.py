@@ -100,6 +100,7 @@ def fit(
     if calibrate_features is None and calibrate_labels is not None:
         raise UsageError("--calibrate-labels need --calibrate-features (the held-out rows)")
     X, y = read_features_and_labels(features, labels, required=True)
+    assert y is not None  # required=True
     det = get_detector(detector, **params(param))
     osc = OpenSetClassifier(det, thresholds=thresholds, tpr=tpr, unknown_label=_unknown_label(unknown_label, y))
     with working(f"fitting an open-set {det!r} on {np.shape(X)[0]} rows"):

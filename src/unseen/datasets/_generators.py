@@ -108,7 +108,7 @@ class CNNSpec:
 def _build(arch: str, spec: GeneratorSpec) -> tuple[Any, Any]:
     """(generator-or-VAE, discriminator or None) for ``arch``."""
     torch = torch_module()
-    nn = torch.nn
+    nn: Any = torch.nn
     w, z = spec.width, spec.latent
     h = 4 * w  # MLP hidden width
 
@@ -331,7 +331,7 @@ def sample_generator(
 
 def _attribution_net(n_classes: int, spec: CNNSpec) -> Any:
     torch = torch_module()
-    nn = torch.nn
+    nn: Any = torch.nn
     w = spec.width
 
     class AttributionCNN(nn.Module):

@@ -265,7 +265,7 @@ def _generate(
             s.generator,
             device=device,
         )
-    return {"images": samples, "seconds": np.float64(time.perf_counter() - t0)}
+    return {"images": samples, "seconds": np.array(time.perf_counter() - t0)}
 
 
 def load_images(
@@ -407,10 +407,10 @@ def _build_features(
         for i, scenario in enumerate(SCENARIOS):
             ood_images = np.concatenate([images[src.name] for src in SOURCES if src.role == scenario])
             arrays[f"ood_{i}"] = cnn_features(net, ood_images, device=device)
-    W, b = cnn_head(net)
+    W_head, b_head = cnn_head(net)
     arrays.update(
-        W=W,
-        b=b,
+        W=W_head,
+        b=b_head,
         ood_names=np.array(list(SCENARIOS)),
         class_names=np.array([s.name for s in known]),
         generator_seconds=np.array([gen_seconds[src.name] for src in SOURCES]),

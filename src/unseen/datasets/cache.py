@@ -75,7 +75,7 @@ def _write(path: Path, key_json: str, arrays: Mapping[str, np.ndarray]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{_KEY_FIELD: np.array(key_json)}, **arrays)
+            np.savez(f, **{_KEY_FIELD: np.array(key_json)}, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, path)
     except BaseException:
         try:

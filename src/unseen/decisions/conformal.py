@@ -107,7 +107,7 @@ def _level(value: Any, name: str, owner: str) -> float:
 
 def _generator(rng: Any, owner: str) -> np.random.Generator:
     if rng is None or isinstance(rng, (np.random.Generator, numbers.Integral)) and not isinstance(rng, bool):
-        return np.random.default_rng(rng)
+        return np.random.default_rng(rng)  # type: ignore[arg-type]
     raise InputError(
         f"{owner}: the seed must be None, an int or a numpy Generator, got {rng!r} ({type(rng).__name__})."
     )
@@ -120,6 +120,7 @@ def _p_sorted(cal_sorted: np.ndarray, test: np.ndarray, randomize: bool, rng: np
     if not randomize:
         return (1.0 + at_or_below) / (n + 1.0)
     below = np.searchsorted(cal_sorted, test, side="left")  # #{i : s_i < s}
+    assert rng is not None, "a randomized p-value needs a generator"
     u = 1.0 - rng.random(test.shape[0])  # uniform on (0, 1]; u = 1 gives the deterministic p-value
     return (below + u * (1.0 + at_or_below - below)) / (n + 1.0)
 

@@ -180,6 +180,9 @@ class OpenSetClassifier:
         "detector_": "detector",
         "unknown_label_": "label?",
     }
+    W_: np.ndarray | None
+    b_: np.ndarray | None
+    classifier_: Any  # a fitted scikit-learn classifier (None once saved: it lives on as its head)
 
     def __init__(
         self,
@@ -372,6 +375,7 @@ class OpenSetClassifier:
             return Xv, np.asarray(Xv, dtype=np.float64)
         Xv = as_float_array(X, owner=owner, n_features=self.n_features_in_)
         if self.input_ == "head":
+            assert self.W_ is not None and self.b_ is not None
             return Xv, np.asarray(Xv, dtype=np.float64) @ self.W_.T + self.b_
         logits = self._classifier_logits(Xv)
         return (logits if self.detector_input_ == "logits" else Xv), logits
@@ -429,7 +433,7 @@ class OpenSetClassifier:
         labels = self._labels(y, np.shape(X)[0], "X")
         if classifier is None:
             self.classes_ = np.unique(labels)
-            n_classes = self.W_.shape[0] if self.input_ == "head" else self.n_features_in_
+            n_classes = self.W_.shape[0] if self.W_ is not None and self.input_ == "head" else self.n_features_in_
             if self.classes_.shape[0] != n_classes:
                 what = "the head has" if self.input_ == "head" else "the logits have"
                 raise InputError(
@@ -543,6 +547,7 @@ class OpenSetClassifier:
             need = self._min_samples(tpr)
             fallback = counts < need if scores is not None else np.ones(n_classes, dtype=bool)
             for c in np.flatnonzero(~fallback):
+                assert scores is not None  # fallback is everywhere when there are no scores
                 thresholds[c] = threshold_at_tpr(scores[pred == c], tpr)
         self.thresholds_, self.class_counts_, self.fallback_ = thresholds, counts, fallback
 

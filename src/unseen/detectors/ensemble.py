@@ -29,7 +29,7 @@ def _member_specs(members: Any, owner: str = "Ensemble") -> list[tuple[str, dict
         )
     if len(members) == 0:
         raise InputError(f"{owner}: members is empty; give at least one detector, {hint}.")
-    specs = []
+    specs: list[tuple[str, dict[str, Any]]] = []
     for i, member in enumerate(members):
         if isinstance(member, str):
             specs.append((member, {}))
@@ -63,6 +63,16 @@ def _make_member(name: str, params: dict[str, Any], i: int) -> Detector:
 
     with _naming(i, name):
         return get_detector(name, **params)
+
+
+def combine_probabilities(probs: list[np.ndarray], rule: str) -> np.ndarray:
+    """Per-row combination of member probabilities: ``"mean"``, ``"min"`` or ``"product"`` (geometric mean)."""
+    P = np.column_stack(probs)
+    if rule == "mean":
+        return P.mean(axis=1)
+    if rule == "min":
+        return P.min(axis=1)
+    return np.exp(np.log(P).mean(axis=1))  # geometric mean; P > 0 always
 
 
 class Ensemble(Detector):
@@ -258,12 +268,7 @@ class Ensemble(Detector):
         return [_ecdf(getattr(self, f"cdf_{i}_"), det._score_batched(X)) for i, det in enumerate(self.members_)]
 
     def _combine(self, probs: list[np.ndarray]) -> np.ndarray:
-        P = np.column_stack(probs)
-        if self.combine == "mean":
-            return P.mean(axis=1)
-        if self.combine == "min":
-            return P.min(axis=1)
-        return np.exp(np.log(P).mean(axis=1))  # geometric mean; P > 0 always
+        return combine_probabilities(probs, self.combine)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         return self._combine(self._probs(X))

@@ -85,6 +85,7 @@ def _sq_dist_torch(Z, centers):
 class _GaussianBase(Detector):
     family = "distance"
     supports_chunks = True
+    location_: np.ndarray
 
     def _whiten(self, X: np.ndarray, L: np.ndarray) -> np.ndarray:
         # Centre on the overall mean first: smaller numbers, less cancellation in float32.

@@ -455,7 +455,7 @@ class KNN(Detector):
         n_cand = min(n + MARGIN, bank.shape[0])
         if approximate is None:
             approximate = self._approximate()
-        if approximate and getattr(self, "pq_m_", 0):  # PQ distances are coarse: re-rank more candidates
+        if approximate and getattr(self, "pq_m_", None):  # PQ distances are coarse: re-rank more candidates
             n_cand = min(4 * n + MARGIN, bank.shape[0])
         if self._torch_device() is not None and not (approximate and self.index_bytes_.size > 0):
             precision = self.precision if approximate else "fp32"
@@ -567,7 +567,7 @@ class KNN(Detector):
             check_param(label, "label", owner=owner, kind=(int, np.integer), low=0)
         rows = normalise(X)
         self.bank_ = np.ascontiguousarray(np.concatenate([self.bank_, rows], axis=0))
-        if labelled:
+        if labelled and label is not None:
             self.bank_labels_ = np.concatenate([self.bank_labels_, np.full(rows.shape[0], int(label), dtype=np.int64)])
         if self._approximate():
             index = self._get_index()

@@ -11,7 +11,7 @@ from .._stats import ClassMoments, sym_eig_desc
 from .._validation import check_param
 from ..base import DataShape, Detector, Signals
 from ..exceptions import InputError
-from .ensemble import _COMBINE, Ensemble, _ecdf
+from .ensemble import _COMBINE, _ecdf, combine_probabilities
 from .neighbors import KNN
 
 __all__ = ["SAGE"]
@@ -241,8 +241,9 @@ class SAGE(Detector):
     def _probs(self, stats: list[np.ndarray]) -> list[np.ndarray]:
         return [_ecdf(ref, s) for ref, s in zip(self._references(), stats)]
 
-    #: The combination rule of :class:`~unseen.Ensemble` (mean, min or geometric mean of the probabilities).
-    _combine = Ensemble._combine
+    def _combine(self, probs: list[np.ndarray]) -> np.ndarray:
+        """The combination rule of :class:`~unseen.Ensemble` (mean, min or geometric mean of the probabilities)."""
+        return combine_probabilities(probs, self.combine)
 
     def components(self, X: Any) -> np.ndarray:
         """Each statistic's empirical probability ``p_m(x)``, columns in the order of ``component_names``.

@@ -255,11 +255,11 @@ def _check_pixels(arr: np.ndarray, index: int) -> None:
         return
     if not np.isfinite(arr).all():
         raise InputError(f"EfficientNetLite0 found NaN or infinity in image {index}.")
-    lo, hi = float(arr.min()), float(arr.max())
-    if lo < -1e-3 or hi > 1 + 1e-3:
+    flo, fhi = float(arr.min()), float(arr.max())
+    if flo < -1e-3 or fhi > 1 + 1e-3:
         raise InputError(
             "EfficientNetLite0 expected float pixels in [0, 1] (uint8 pixels in [0, 255]), got values in "
-            f"[{lo:.4g}, {hi:.4g}] in image {index}. "
+            f"[{flo:.4g}, {fhi:.4g}] in image {index}. "
             "For 0..255 floats pass images / 255 or images.astype(np.uint8); "
             "do not normalise the images yourself: the encoder does it."
         )

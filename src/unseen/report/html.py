@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -56,7 +56,7 @@ def _e(x: Any) -> str:
     return html.escape(str(x), quote=True)
 
 
-def _is_num(v: Any) -> bool:
+def _is_num(v: Any) -> TypeGuard[float]:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(float(v))
 
 
@@ -170,7 +170,7 @@ def _cell(row: dict | None, best: bool = False) -> str:
     return f'<td class="{cls}">{_fmt(row.get("mean"))}{ci}</td>'
 
 
-def _best_value(values: list[float], higher: bool | None) -> float | None:
+def _best_value(values: list[Any], higher: bool | None) -> float | None:
     vals = [v for v in values if _is_num(v)]
     if higher is None or len(vals) < 2:
         return None
@@ -730,7 +730,7 @@ def _match_explanations(results: list[BenchResult], explanations: Mapping | None
             f"unseen.report: explanations for unknown benchmark(s) {unknown}; the results are "
             f"{sorted(names)}. Key them by the benchmark name (or 'benchmark/representation')."
         )
-    out = []
+    out: list[Any] = []
     for r in results:
         key = f"{r.benchmark}/{r.representation}"
         items = explanations.get(key, explanations.get(r.benchmark))

@@ -36,7 +36,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -254,6 +254,7 @@ class Service:
     ) -> tuple[dict[str, tuple[str, list]], EventIn, list | None]:
         """Score, sample and (on request) explain; runs in a worker thread."""
         X = entry.encode(parsed.texts) if parsed.texts is not None else parsed.X
+        assert X is not None  # a parsed request holds texts or X
         try:
             result = entry.score(X)
         except InputError as exc:  # the detector's own checks: a 400, with its message
@@ -266,7 +267,7 @@ class Service:
             values["decision"] = ("FP64", result.decisions.tolist())
         types = entry.output_types()
         if "label" in types:
-            values["label"] = (types["label"], [_plain(v) for v in result.labels.tolist()])
+            values["label"] = (types["label"], [_plain(v) for v in cast(np.ndarray, result.labels).tolist()])
         if "class" in types and result.classes is not None:
             values["class"] = ("INT64", [int(v) for v in result.classes.tolist()])
         if "class_name" in types and result.classes is not None:
@@ -293,7 +294,7 @@ class Service:
             ts_ms=now_ms(),
             model=entry.name,
             version=entry.version,
-            model_version_id=int(entry.version_id),
+            model_version_id=entry.store_id,
             scores=result.scores.tolist(),
             flags=result.flags.tolist(),
             input_digest=parsed.digest,
@@ -370,6 +371,7 @@ class Service:
                 event_id = await asyncio.wrap_future(self.writer.submit(event))
             except DuplicateRequest:
                 stored = await run_in_threadpool(self.store.get_event, parsed.request_id)
+                assert stored is not None  # the duplicate's original is committed
                 payload = self._replay(entry, parsed, stored)
                 return JSONResponse(payload, headers={"X-Request-Id": parsed.request_id})
             except StoreUnavailable as exc:
@@ -434,7 +436,7 @@ class Service:
         until = now_ms() if until is None else until
         since = until - window_seconds * n_windows * 1000
         rows = self.store.window_samples(
-            int(entry.version_id), since_ms=since, until_ms=until + 1, kind="flagged", limit=limit, order="score"
+            entry.store_id, since_ms=since, until_ms=until + 1, kind="flagged", limit=limit, order="score"
         )
         items = []
         if rows:

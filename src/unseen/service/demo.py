@@ -43,7 +43,7 @@ def _write(folder: Path, model: Any, config: dict[str, Any], **reference: np.nda
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     unseen.save(model, tmp / "model.unseen")
-    np.savez(tmp / "reference.npz", **reference)
+    np.savez(tmp / "reference.npz", **reference)  # type: ignore[arg-type]
     (tmp / "config.json").write_text(json.dumps(config, indent=2))
     shutil.rmtree(folder, ignore_errors=True)
     tmp.replace(folder)  # a half-written version is never seen by the repository

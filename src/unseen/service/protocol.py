@@ -101,7 +101,10 @@ class ParsedRequest:
 
     @property
     def n_rows(self) -> int:
-        return len(self.texts) if self.texts is not None else int(self.X.shape[0])
+        if self.texts is not None:
+            return len(self.texts)
+        assert self.X is not None, "a request holds either texts or X"
+        return int(self.X.shape[0])
 
 
 def request_id_of(body_id: Any, header_id: str | None) -> str:

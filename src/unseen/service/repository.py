@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -109,13 +109,20 @@ class LoadedModel:
     reference_features: np.ndarray | None = None
     reference_labels: np.ndarray | None = None
     reference_scores: np.ndarray | None = None
-    reference_classes: dict[str, list] | None = None
+    reference_classes: dict[str, Any] | None = None
     loaded_ms: int = 0
     fingerprint: tuple = ()
     version_id: int | None = None  # the store's id, set when registered
     calibration_flags: tuple[int, int] | None = None  # (flagged, rows) of the held-out calibration rows
 
     # ------------------------------------------------------------------------------------ facts
+
+    @property
+    def store_id(self) -> int:
+        """The store's id of this model version (the service registers every version it loads)."""
+        if self.version_id is None:
+            raise RuntimeError(f"model {self.name}/{self.version} is not registered in the store")
+        return self.version_id
 
     @property
     def input(self) -> str:
@@ -460,6 +467,7 @@ def load_version(root: Path, name: str, version: str, *, warm_up: bool = True) -
     basis = calibration if calibration is not None else entry.reference_features
     if basis is not None and entry.has_classes():
         pred = entry.predicted_classes(np.asarray(basis))
+        assert pred is not None  # has_classes()
         values, counts = np.unique(pred, return_counts=True)
         entry.reference_classes = {
             "labels": _plain_list(values),
@@ -556,7 +564,7 @@ class ModelRepository:
                     if previous is not None and previous.fingerprint == fp:
                         entry = previous
                     else:
-                        entry = load_version(self.root, name, version, warm_up=self.warm_up)
+                        entry = load_version(cast(Path, self.root), name, version, warm_up=self.warm_up)
                         entry.fingerprint = fp
                         if self.on_load is not None:
                             self.on_load(entry)

@@ -297,7 +297,7 @@ class Store:
         info: dict[str, Any],
         reference_scores: np.ndarray | None = None,
         reference_features: np.ndarray | None = None,
-        reference_label_counts: list[int] | None = None,
+        reference_label_counts: dict[str, Any] | None = None,
     ) -> int:
         """Record a loaded artifact (once per name, version and SHA-256) and return its id."""
         key = (
@@ -352,7 +352,7 @@ class Store:
         if self.dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
         else:
-            from sqlalchemy.dialects.sqlite import insert
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
         return insert(table)
 
     def insert_events(self, batch: Sequence[EventIn]) -> list[int | None]:
