@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -218,6 +219,27 @@ def satellite_rows(y: np.ndarray, names: list[str], seed: int, size: str) -> dic
     return out
 
 
+def _known_class_sets(
+    X: np.ndarray,
+    y: np.ndarray,
+    names: list[str],
+    known: Sequence[str],
+    rows: dict[str, np.ndarray],
+    near: str,
+    seed: int,
+    cache_dir: str | os.PathLike | None,
+    probe_label: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Train/val/test/near features standardised on the training rows, the known classes' labels renumbered
+    ``0..C-1`` in the order of ``known``, and a logistic-regression probe on the training rows."""
+    code = {c: i for i, c in enumerate(names)}
+    remap = {code[c]: i for i, c in enumerate(known)}
+    labels = {k: np.array([remap[int(v)] for v in y[rows[k]]], dtype=np.int64) for k in ("train", "val", "test")}
+    tr, va, te, nr = standardise(*(X[rows[k]] for k in ("train", "val", "test", near)))
+    head = linear_probe(tr, labels["train"], seed=seed, cache_dir=cache_dir, label=probe_label)
+    return tr, va, te, nr, labels, head
+
+
 def load_satellite(
     *,
     representation: str = "raw",
@@ -231,12 +253,16 @@ def load_satellite(
     held = satellite_held_out(seed, names)
     known = [c for c in names if c not in held]
     rows = satellite_rows(y, names, seed, size)
-    code = {c: i for i, c in enumerate(names)}
-    remap = {code[c]: i for i, c in enumerate(known)}
-    labels = {k: np.array([remap[int(v)] for v in y[rows[k]]], dtype=np.int64) for k in ("train", "val", "test")}
-    tr, va, te, nr = standardise(*(X[rows[k]] for k in ("train", "val", "test", "near: held-out classes")))
-    head = linear_probe(
-        tr, labels["train"], seed=seed, cache_dir=cache_dir, label=f"satellite/probe-{representation}-{size}-seed{seed}"
+    tr, va, te, nr, labels, head = _known_class_sets(
+        X,
+        y,
+        names,
+        known,
+        rows,
+        "near: held-out classes",
+        seed,
+        cache_dir,
+        f"satellite/probe-{representation}-{size}-seed{seed}",
     )
     return OpenSetData(
         name="satellite",
@@ -293,12 +319,16 @@ def load_letter(
     X, y, names = read_table("LetterRecognition")
     known = letter_known(seed, names)
     rows = letter_rows(y, names, seed, size)
-    code = {c: i for i, c in enumerate(names)}
-    remap = {code[c]: i for i, c in enumerate(known)}
-    labels = {k: np.array([remap[int(v)] for v in y[rows[k]]], dtype=np.int64) for k in ("train", "val", "test")}
-    tr, va, te, nr = standardise(*(X[rows[k]] for k in ("train", "val", "test", "near: held-out letters")))
-    head = linear_probe(
-        tr, labels["train"], seed=seed, cache_dir=cache_dir, label=f"letter/probe-{representation}-{size}-seed{seed}"
+    tr, va, te, nr, labels, head = _known_class_sets(
+        X,
+        y,
+        names,
+        known,
+        rows,
+        "near: held-out letters",
+        seed,
+        cache_dir,
+        f"letter/probe-{representation}-{size}-seed{seed}",
     )
     held = [c for c in names if c not in known]
     return OpenSetData(
