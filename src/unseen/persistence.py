@@ -30,7 +30,9 @@ import inspect
 import io
 import json
 import math
+import os
 import re
+import struct
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,8 @@ _ARRAYS = "arrays.npz"
 MAX_MANIFEST_BYTES = 16 << 20
 #: Room for each .npz member's zip headers and .npy header beyond its declared data.
 _MEMBER_OVERHEAD = 4096
+#: Bytes per read when hashing and reading the arrays (bounded extra memory while loading).
+_CHUNK = 16 << 20
 #: Deepest nesting of saved objects (a flagger holding an ensemble holding members).
 _MAX_DEPTH = 8
 _SIGNATURE_ALGORITHM = "HMAC-SHA256"
@@ -265,7 +269,54 @@ def _stored(info: zipfile.ZipInfo, path: Path, limit: int) -> None:
         )
 
 
-def _read(path: Path) -> tuple[bytes, bytes]:
+class _Window(io.RawIOBase):
+    """A read-only, seekable view of ``size`` bytes of a file from ``start`` (the stored arrays member), so the
+    arrays are read from the file one at a time instead of as one copy of all of them in memory."""
+
+    def __init__(self, path: Path, start: int, size: int):
+        super().__init__()
+        self._fh = open(path, "rb", buffering=0)  # noqa: SIM115 (closed with the window)
+        self.start, self.size, self.pos = start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        n = max(0, min(len(view), self.size - self.pos))
+        got = os.preadv(self._fh.fileno(), [view[:n]], self.start + self.pos) if n else 0
+        self.pos += got
+        return got
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+def _member_start(path: Path, info: zipfile.ZipInfo) -> int:
+    """File offset of a stored member's bytes: after its local header (whose name and extra lengths may differ
+    from the central directory's)."""
+    with open(path, "rb") as fh:
+        fh.seek(info.header_offset)
+        head = fh.read(30)
+    if len(head) != 30 or head[:4] != b"PK\x03\x04":
+        raise PersistenceError(f"{path} is truncated or corrupted: member {info.filename!r} has no local header.")
+    name_len, extra_len = struct.unpack("<HH", head[26:30])
+    return info.header_offset + 30 + name_len + extra_len
+
+
+def _read(path: Path) -> tuple[bytes, _Window]:
     if path.is_dir():
         m, a = path / _MANIFEST, path / _ARRAYS
         if not m.is_file() or not a.is_file():
@@ -274,7 +325,7 @@ def _read(path: Path) -> tuple[bytes, bytes]:
             )
         if m.stat().st_size > MAX_MANIFEST_BYTES:
             raise PersistenceError(f"{path} is refused: its manifest is larger than {MAX_MANIFEST_BYTES} bytes.")
-        return m.read_bytes(), a.read_bytes()
+        return m.read_bytes(), _Window(a, 0, a.stat().st_size)
     if not path.exists():
         raise PersistenceError(f"No saved detector at {path}: the file does not exist.")
     try:
@@ -293,7 +344,8 @@ def _read(path: Path) -> tuple[bytes, bytes]:
             size = path.stat().st_size
             _stored(zf.getinfo(_MANIFEST), path, MAX_MANIFEST_BYTES)
             _stored(zf.getinfo(_ARRAYS), path, size)
-            return zf.read(_MANIFEST), zf.read(_ARRAYS)
+            info = zf.getinfo(_ARRAYS)
+            return zf.read(_MANIFEST), _Window(path, _member_start(path, info), info.file_size)
     except zipfile.BadZipFile:
         head = path.read_bytes()[:4]
         if head == b"PK\x03\x04":
@@ -476,10 +528,10 @@ class _Arrays:
     """The ``.npz`` members, read by unseen's own ``.npy`` reader: each header is checked against the manifest
     before its bytes are read, and exactly the declared bytes are read (no ``np.load``, no pickle)."""
 
-    def __init__(self, blob: bytes, declared: list[tuple[str, int]], path: Path):
+    def __init__(self, blob: io.BufferedReader, declared: list[tuple[str, int]], path: Path):
         self.path = path
         try:
-            self.zf = zipfile.ZipFile(io.BytesIO(blob))
+            self.zf = zipfile.ZipFile(blob)
             infos = self.zf.infolist()
         except (zipfile.BadZipFile, EOFError, OSError) as exc:
             raise PersistenceError(f"{path} is truncated or corrupted: its arrays cannot be read ({exc}).") from None
@@ -516,17 +568,25 @@ class _Arrays:
                         f"{path} was tampered with: array {key!r} is stored as {got_dtype.str} {tuple(got_shape)} "
                         f"but declared {dtype.str} {shape}."
                     )
-                data = fh.read(nbytes + 1)
+                data = np.empty(nbytes, dtype=np.uint8)  # filled in chunks: no second copy of a large array
+                got = 0
+                while got < nbytes:
+                    n = fh.readinto(memoryview(data)[got : got + _CHUNK])
+                    if not n:
+                        break
+                    got += n
+                extra = fh.read(1)
         except PersistenceError:
             raise
         except Exception as exc:
             raise PersistenceError(f"{path} is truncated or corrupted: array {key!r} unreadable ({exc}).") from None
-        if len(data) != nbytes:
+        if got != nbytes or extra:
+            held = f"more than {nbytes}" if extra else str(got)
             raise PersistenceError(
-                f"{path} is truncated or tampered with: array {key!r} holds {len(data)} bytes, "
+                f"{path} is truncated or tampered with: array {key!r} holds {held} bytes, "
                 f"not the {nbytes} its shape declares."
             )
-        arr = np.frombuffer(bytearray(data), dtype=dtype).reshape(shape, order="F" if fortran else "C")
+        arr = data.view(dtype).reshape(shape, order="F" if fortran else "C")
         if _digest(arr) != ref["sha256"]:
             raise PersistenceError(f"{path} was tampered with: the checksum of array {key!r} does not match.")
         return arr
@@ -665,28 +725,35 @@ def load(path: str | Path, *, key: bytes | str | None = None) -> Any:
     path = Path(path)
     verify_key = None if key is None else _key_bytes(key, "load")
     raw_manifest, blob = _read(path)
-    manifest = _parse(raw_manifest, path)
-    version = _check_version(manifest, path)
-    _check_integrity(manifest, version, path, verify_key)
-    if not isinstance(manifest.get("library_version"), str):
-        raise _fail(path, "manifest", "library_version must be a string")
-    _check_entry(manifest, path, "manifest", 0, set())
-    if not isinstance(manifest.get("arrays_sha256"), str) or not _HEX64.match(manifest["arrays_sha256"]):
-        raise _fail(path, "manifest", "arrays_sha256 is missing or malformed")
-    declared = _declared_bytes(manifest)
-    if len(blob) > sum(n for _, n in declared) + _MEMBER_OVERHEAD * (len(declared) + 1):
-        raise PersistenceError(
-            f"{path} was tampered with: its arrays file ({len(blob)} bytes) is larger than the "
-            "arrays its manifest declares."
-        )
-    if not hmac.compare_digest(hashlib.sha256(blob).hexdigest(), manifest["arrays_sha256"]):
-        raise PersistenceError(
-            f"{path} was tampered with or truncated: the arrays' checksum does not match the manifest."
-        )
-    arrays = _Arrays(blob, declared, path)
-    try:
-        return _decode(manifest, arrays, path)
-    except PersistenceError:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise PersistenceError(f"{path} is corrupted or tampered with: its manifest is malformed ({exc}).") from None
+    with blob:  # the arrays file stays open until every array is read
+        manifest = _parse(raw_manifest, path)
+        version = _check_version(manifest, path)
+        _check_integrity(manifest, version, path, verify_key)
+        if not isinstance(manifest.get("library_version"), str):
+            raise _fail(path, "manifest", "library_version must be a string")
+        _check_entry(manifest, path, "manifest", 0, set())
+        if not isinstance(manifest.get("arrays_sha256"), str) or not _HEX64.match(manifest["arrays_sha256"]):
+            raise _fail(path, "manifest", "arrays_sha256 is missing or malformed")
+        declared = _declared_bytes(manifest)
+        if blob.size > sum(n for _, n in declared) + _MEMBER_OVERHEAD * (len(declared) + 1):
+            raise PersistenceError(
+                f"{path} was tampered with: its arrays file ({blob.size} bytes) is larger than the "
+                "arrays its manifest declares."
+            )
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: blob.read(_CHUNK), b""):
+            digest.update(chunk)
+        if not hmac.compare_digest(digest.hexdigest(), manifest["arrays_sha256"]):
+            raise PersistenceError(
+                f"{path} was tampered with or truncated: the arrays' checksum does not match the manifest."
+            )
+        blob.seek(0)
+        arrays = _Arrays(io.BufferedReader(blob), declared, path)
+        try:
+            return _decode(manifest, arrays, path)
+        except PersistenceError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise PersistenceError(
+                f"{path} is corrupted or tampered with: its manifest is malformed ({exc})."
+            ) from None
