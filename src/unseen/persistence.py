@@ -571,10 +571,11 @@ class _Arrays:
                 data = np.empty(nbytes, dtype=np.uint8)  # filled in chunks: no second copy of a large array
                 got = 0
                 while got < nbytes:
-                    n = fh.readinto(memoryview(data)[got : got + _CHUNK])
-                    if not n:
+                    part = fh.read(min(_CHUNK, nbytes - got))
+                    if not part:
                         break
-                    got += n
+                    data[got : got + len(part)] = np.frombuffer(part, dtype=np.uint8)
+                    got += len(part)
                 extra = fh.read(1)
         except PersistenceError:
             raise

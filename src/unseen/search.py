@@ -119,9 +119,14 @@ def exact_values(Q: np.ndarray, bank: np.ndarray, ids: np.ndarray, *, inner_prod
             faiss.swig_ptr(o), faiss.swig_ptr(q), faiss.swig_ptr(rows), faiss.swig_ptr(idx), rows.shape[1], *idx.shape
         )
 
-    if getattr(bank, "_mmap", None) is not None and bank.flags.c_contiguous and safe.size:
+    if (
+        isinstance(bank, np.memmap)
+        and getattr(bank, "_mmap", None) is not None
+        and bank.flags.c_contiguous
+        and safe.size
+    ):
         step = max(1, _GATHER_ROWS // max(safe.shape[1], 1))
-        with open(bank.filename, "rb", buffering=0) as fh:
+        with open(str(bank.filename), "rb", buffering=0) as fh:
             for s in range(0, safe.shape[0], step):
                 uniq, inv = np.unique(safe[s : s + step], return_inverse=True)
                 chunk = np.empty_like(out[s : s + step])
@@ -145,7 +150,7 @@ def _read_rows(fd: int, bank: np.memmap, rows: np.ndarray) -> np.ndarray:
     D = bank.shape[1]
     row_bytes = D * bank.itemsize
     out = np.empty((rows.size, D), dtype=bank.dtype)
-    view = memoryview(out).cast("B")
+    view = out.data.cast("B")
     breaks = np.flatnonzero(np.diff(rows) != 1) + 1
     starts = np.concatenate([[0], breaks])
     ends = np.concatenate([breaks, [rows.size]])
@@ -162,9 +167,10 @@ def _file_offset(bank: np.memmap) -> int:
     """Byte offset in its file of a memory-mapped array's first element (also for a view that starts later)."""
     import mmap
 
-    mapped = np.frombuffer(bank._mmap, dtype=np.uint8).ctypes.data  # the map's first byte
+    the_map = bank._mmap  # type: ignore[attr-defined]
+    mapped = int(np.frombuffer(the_map, dtype=np.uint8).ctypes.data)  # the map's first byte
     start = int(bank.offset) - int(bank.offset) % mmap.ALLOCATIONGRANULARITY  # np.memmap maps from here
-    return start + (bank.ctypes.data - mapped)
+    return start + (int(bank.ctypes.data) - mapped)
 
 
 def candidates(
