@@ -223,7 +223,15 @@ def report(res: dict, a: dict) -> str:
         "start → end of each measurement (the machine is shared; above ~2 the times are inflated).",
         "",
     ]
-    md += [
+    if "local" in res or "ray" in res:
+        md += engines_table(res, ld)
+    if "bank_fit" in res:
+        md += bank_table(res, a, ld)
+    return "\n".join(md) + "\n"
+
+
+def engines_table(res: dict, ld) -> list[str]:
+    md = [
         "## In-process vs Ray local (unseen.scale)",
         "",
         "| engine | fit Mahalanobis rows/s | score rows/s | scorer peak RSS MB (per actor for Ray) | driver peak RSS MB | load fit | load score |",
@@ -241,8 +249,12 @@ def report(res: dict, a: dict) -> str:
     if res.get("local", {}).get("status") == "ok" and res.get("ray", {}).get("status") == "ok":
         same = res["local"]["score_checksum"] == res["ray"]["score_checksum"]
         md += ["", f"Scores of both engines {'identical' if same else 'DIFFER'} (checksum of all scores)."]
+    return md + [""]
+
+
+def bank_table(res: dict, a: dict, ld) -> list[str]:
     f, s = res.get("bank_fit", {}), res.get("bank_score", {})
-    md += ["", "## A 10M-row KNN bank in a memory budget: index='ivfpq', bank_path= (bank on disk)", ""]
+    md = ["## A 10M-row KNN bank in a memory budget: index='ivfpq', bank_path= (bank on disk)", ""]
     if f.get("status") == "ok" and s.get("status") == "ok":
         md += [
             "| rows × D | nlist | PQ bytes/row | nprobe | fit s | fit peak RSS MB | saved detector MB | score s (queries) | "
@@ -259,7 +271,7 @@ def report(res: dict, a: dict) -> str:
         ]
     else:
         md.append(f"fit: {f.get('status')}; score: {s.get('status')}")
-    return "\n".join(md) + "\n"
+    return md
 
 
 def main(argv=None) -> int:
