@@ -279,8 +279,6 @@ def learning_curve(bench: str, seed: int) -> dict:
     with half and with all of the kept classes' training rows (same folds, head refitted on the rows used),
     next to its test near-OOD AUROC: if the proxy's misses were a sample-size effect, the growth from half to
     full would predict the gap from full to test."""
-    import warnings as _w
-
     from scipy.stats import spearmanr
 
     import unseen.datasets as ds
@@ -311,8 +309,8 @@ def learning_curve(bench: str, seed: int) -> dict:
     rows = []
     for cand in cands:
         try:
-            with _w.catch_warnings():
-                _w.simplefilter("ignore")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
                 held = []
                 for tasks in (half, full):
                     a = []
@@ -380,7 +378,7 @@ def main(argv=None) -> int:
     sp.add_argument("--rows", type=int, default=50_000)
     sp.add_argument("--dim", type=int, default=1280)
     cu = sub.add_parser("curve", help="held-out-class proxy with half vs all kept rows, against test near-OOD")
-    cu.add_argument("--benchmarks", default="wordnet:minilm,fashion-mnist:classifier")
+    cu.add_argument("--benchmarks", default="wordnet:minilm,fashion-mnist:classifier,fashion-mnist:efficientnet-lite0")
     cu.add_argument("--seeds", default="0")
     args = ap.parse_args(argv)
     if args.cmd == "curve":
