@@ -51,6 +51,7 @@ BENCHMARKS = {
     "wordnet:logits": "logits only (6 classes)",
     "digits:classifier": "image features (pixel MLP, 64-d)",
     "digits:raw": "pixels as tabular (64-d, no head)",
+    "digits:efficientnet-lite0": "image features (EfficientNet-Lite0, 1280-d)",
     "satellite:raw": "tabular (36-d)",
     "letter:raw": "tabular (16-d)",
     "shuttle:raw": "tabular novelty (9-d, one class, no head)",

@@ -125,7 +125,7 @@ def test_list_datasets_and_representations():
     assert ds.list_datasets() == ["digits", "fashion-mnist", "wordnet", "shuttle", "satellite", "letter", "attribution"]
     assert ds.list_representations("fashion-mnist")[0] == "efficientnet-lite0"
     assert ds.list_representations("wordnet") == ["minilm", "logits"]
-    assert ds.list_representations("digits") == ["classifier", "raw"]
+    assert ds.list_representations("digits") == ["classifier", "raw", "efficientnet-lite0"]
 
 
 @pytest.mark.parametrize(
@@ -155,6 +155,25 @@ def test_digits_benchmark(rep, tmp_path):
     assert len(d.ood["near: unknown digits 6-9"]) == 714  # every 6, 7, 8 and 9 of the 1,797 digits
     if rep == "raw":  # scrambled digits are permutations of the test digits' pixels
         np.testing.assert_allclose(np.sort(d.ood["far: scrambled digits"], 1), np.sort(d.X_test, 1))
+
+
+def test_digits_through_an_image_encoder(tmp_path, monkeypatch):
+    made: list[FakeImageEncoder] = []
+
+    def fake(image_size=64):
+        made.append(FakeImageEncoder())
+        return made[-1]
+
+    monkeypatch.setattr(_encoders, "image_encoder", fake)
+    d = ds.load("digits", representation="efficientnet-lite0", cache_dir=tmp_path, progress=False)
+    check_consistent(d, n_classes=6, dim=16, head=True)
+    raw = ds.load("digits", representation="raw")
+    images = digits_mod.as_images(raw.X_test)
+    assert images.dtype == np.uint8 and images.shape == (len(raw.X_test), 28, 28) and images.max() == 255
+    np.testing.assert_allclose(d.X_test, FakeImageEncoder().features(images))  # the 28x28 drawing, encoded
+    assert made[-1].calls == 1, "all sets are encoded in one call"
+    ds.load("digits", representation="efficientnet-lite0", cache_dir=tmp_path, progress=False)
+    assert made[-1].calls == 0, "a second load reads the cache"
 
 
 def test_digits_splits_are_disjoint_and_seeded():

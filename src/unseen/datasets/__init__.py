@@ -3,7 +3,8 @@
 =================  ==========================================  ==============================================
 name               representations (first = default)           OOD sets
 =================  ==========================================  ==============================================
-``digits``         ``classifier`` (MLP), ``raw`` (pixels)        near: unknown digits 6-9; far: scrambled digits
+``digits``         ``classifier`` (MLP), ``raw`` (pixels),       near: unknown digits 6-9; far: scrambled digits
+                   ``efficientnet-lite0``
 ``fashion-mnist``  ``efficientnet-lite0``, ``classifier``,       near: shirt, other unknown classes; far: digits;
                    ``logits``                                  covariate: 4 corruptions at severities 1-5
 ``wordnet``        ``minilm``, ``logits``                      near: held-out supersenses; far: verb glosses
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 _REPRESENTATIONS: dict[str, tuple[str, ...]] = {
-    "digits": ("classifier", "raw"),
+    "digits": ("classifier", "raw", "efficientnet-lite0"),
     "fashion-mnist": ("efficientnet-lite0", "classifier", "logits"),
     "wordnet": ("minilm", "logits"),
     "shuttle": ("raw",),

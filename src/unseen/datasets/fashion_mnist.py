@@ -142,16 +142,13 @@ def known_classes(seed: int) -> tuple[int, ...]:
 
 def digits_as_fashion_images(n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` scikit-learn digits (all classes) as 28×28 uint8 images in Fashion-MNIST's convention."""
-    from scipy import ndimage
     from sklearn.datasets import load_digits
 
-    X = load_digits().images  # (1797, 8, 8), 0 (background) .. 16 (ink)
+    from .digits import as_images
+
+    X = load_digits().data  # (1797, 64), 0 (background) .. 16 (ink)
     rows = np.sort(rng.choice(len(X), size=min(n, len(X)), replace=False))
-    small = X[rows] / 16.0
-    big = ndimage.zoom(small, (1, 2.5, 2.5), order=1)  # 8×8 -> 20×20, like MNIST's digit box
-    out = np.zeros((len(rows), 28, 28))
-    out[:, 4:24, 4:24] = np.clip(big, 0, 1)
-    return np.rint(out * 255).astype(np.uint8)
+    return as_images(X[rows] / 16.0)
 
 
 def build_images(seed: int, size: str, data_dir: str | os.PathLike | None = None) -> dict:
