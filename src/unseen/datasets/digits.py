@@ -11,7 +11,7 @@ Representations
     * ``"raw"``: the 64 pixels / 16, no head.
     * ``"efficientnet-lite0"``: a frozen pretrained encoder: each 8×8 image drawn as a 28×28 digit (as in
       Fashion-MNIST's far set) through the ImageNet EfficientNet-Lite0 at 64 px, 1280-d pooled features; the
-      head is a logistic-regression probe on the training features. Encoding takes ~15 s on 2 cores, cached.
+      head is a logistic-regression probe on the training features. Encoding takes ~6 s on 2 cores, cached.
 """
 
 from __future__ import annotations
