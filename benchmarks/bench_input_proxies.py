@@ -385,7 +385,7 @@ def end_to_end(bench: str, seed: int) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             sel = select(data.X_train, data.y_train, data.X_val, data.y_val, head=data.head, seed=seed, **kw)
-        auroc = test[(sel.name, json.dumps(json.loads(json.dumps(sel.params)), sort_keys=True))]
+        auroc = test[(sel.name, json.dumps(sel.params, sort_keys=True))]
         out[how] = {
             "choice": sel.label,
             "params": sel.params,
@@ -536,8 +536,9 @@ def main(argv=None) -> int:
     results = [measure(bench, seed) for bench in benches for seed in seeds]
     select_rows = [end_to_end(bench, seed) for bench in benches if bench in FROZEN for seed in seeds]
     (HERE / "input_proxies.json").write_text(json.dumps({"proxies": results, "select": select_rows}, indent=1))
-    (HERE / "input_proxies.md").write_text(render(results, select_rows) + "\n")
-    print(render(results, select_rows))
+    text = render(results, select_rows)
+    (HERE / "input_proxies.md").write_text(text + "\n")
+    print(text)
     return 0
 
 

@@ -6,15 +6,17 @@ C = 1). For every built-in benchmark with a probe head this script reports
 1. **convergence**: the largest weight difference between the shipped probe and Newton-CG at tol 1e-10 (the unique
    optimum of the same objective; Newton-Cholesky agrees to 1e-7), and lbfgs's iterations;
 2. **the strength**: converged probes over a grid of C, validation accuracy and log-loss (ID validation rows only);
-3. **the effect on the automatic choice** (``--evidence``): the selection evidence of every probe-based benchmark
+3. **machine dependence**: each benchmark's detectors refitted here with this machine's (shipped) probe, their
+   test AUROCs against those in the committed selection evidence (made on whichever machine last ran it);
+4. **the effect on the automatic choice** (``--evidence``): the selection evidence of every probe-based benchmark
    regenerated with converged probes (C = 1) into a temporary folder, the other benchmarks' evidence copied, and
    every rule of ``bench_selection.py evaluate`` scored leave-one-data-set-out on it. Nothing under
    ``benchmarks/selection_evidence/`` is touched.
 
 Run::
 
-    .venv/bin/python benchmarks/bench_probe.py              # 1 and 2 (~2 minutes)
-    .venv/bin/python benchmarks/bench_probe.py --evidence   # also 3 (~6 more minutes on 2 idle cores)
+    .venv/bin/python benchmarks/bench_probe.py              # 1 to 3 (~3 minutes)
+    .venv/bin/python benchmarks/bench_probe.py --evidence   # also 4 (~8 more minutes on 2 idle cores)
 
 It is a script, not a test: it records numbers and asserts nothing. Results: ``benchmarks/probe.md``.
 """
@@ -109,6 +111,34 @@ def convergence(name: str, rep: str, seed: int) -> dict:
     }
 
 
+#: head-based and feature-only detectors compared for machine dependence
+DRIFT_DETECTORS = ("msp", "energy", "gen", "vim(dim=320)", "knn(k=1)", "mahalanobis")
+
+
+def machine_drift(name: str, rep: str, seed: int = 0) -> dict:
+    """Largest |test AUROC refitted here − test AUROC in the committed evidence| per detector."""
+    import bench_selection as B
+
+    import unseen.datasets as ds
+    from unseen.bench import selection as S
+    from unseen.bench._plan import Registry
+    from unseen.metrics import auroc
+
+    ev = json.loads((B.EVIDENCE / f"{name}-{rep}-seed{seed}.json").read_text())
+    data = ds.load(name, representation=rep, seed=seed, progress=False)
+    registry, out = Registry(), {}
+    for c in ev["candidates"]:
+        if c["label"] not in DRIFT_DETECTORS or c["error"]:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cand = S.Candidate(c["name"], c["params"], c["label"])
+            det = S._fit(cand, data.X_train, data.y_train, data.head, data.X_val, data.y_val, registry)
+            s_id = det.score_samples(data.X_test)
+            out[c["label"]] = max(abs(auroc(s_id, det.score_samples(data.ood[k])) - v) for k, v in c["test"].items())
+    return {"benchmark": f"{name}:{rep}", "seed": seed, "max_abs_dAUROC": out}
+
+
 def evidence_with_converged_probes(folder: Path) -> dict:
     """Regenerate the probe-based selection evidence with converged probes into ``folder``; evaluate every rule."""
     import bench_selection as B
@@ -133,7 +163,7 @@ def evidence_with_converged_probes(folder: Path) -> dict:
     }
 
 
-def render(conv: list[dict], ev: dict | None, shipped: dict) -> str:
+def render(conv: list[dict], drift: list[dict], ev: dict | None, shipped: dict) -> str:
     lines = [
         "# The benchmarks' linear probes",
         "",
@@ -154,6 +184,16 @@ def render(conv: list[dict], ev: dict | None, shipped: dict) -> str:
             f"{best['C']} ({'edge of the grid' if best['C'] in (C_GRID[0], C_GRID[-1]) else 'inside'}), "
             f"{best['val_accuracy']:.3f} / {best['val_log_loss']:.3f} |"
         )
+    lines += [
+        "",
+        "## Machine dependence: test AUROC refitted here − in the committed evidence (largest over the OOD sets)",
+        "",
+        "| benchmark | seed | " + " | ".join(DRIFT_DETECTORS) + " |",
+        "|---|---|" + "---|" * len(DRIFT_DETECTORS),
+    ]
+    for d in drift:
+        cells = [f"{d['max_abs_dAUROC'][k]:.4f}" if k in d["max_abs_dAUROC"] else "–" for k in DRIFT_DETECTORS]
+        lines.append(f"| {d['benchmark']} | {d['seed']} | " + " | ".join(cells) + " |")
     if ev:
         lines += [
             "",
@@ -188,13 +228,14 @@ def main(argv=None) -> int:
     ap.add_argument("--evidence", action="store_true", help="also regenerate the selection evidence (see above)")
     args = ap.parse_args(argv)
     conv = [convergence(n, r, int(s)) for n, r in PROBED for s in args.seeds.split(",")]
+    drift = [machine_drift(n, r) for n, r in PROBED]
     shipped = json.loads((HERE / "selection.json").read_text())
     ev = None
     if args.evidence:
         with tempfile.TemporaryDirectory() as tmp:
             ev = evidence_with_converged_probes(Path(tmp))
-    text = render(conv, ev, shipped)
-    (HERE / "probe.json").write_text(json.dumps({"convergence": conv, "selection": ev}, indent=1))
+    text = render(conv, drift, ev, shipped)
+    (HERE / "probe.json").write_text(json.dumps({"convergence": conv, "machine": drift, "selection": ev}, indent=1))
     (HERE / "probe.md").write_text(text)
     print(text)
     return 0
