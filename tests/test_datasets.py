@@ -571,18 +571,33 @@ def test_mlp_features_and_head_reproduce_the_network(n_classes, tmp_path):
     np.testing.assert_allclose(p / p.sum(1, keepdims=True), ref.predict_proba(X), atol=1e-5)
 
 
-def test_linear_probe_matches_logistic_regression(tmp_path):
+def test_linear_probe_is_the_converged_fit_at_the_c_with_the_lowest_validation_log_loss(tmp_path):
     from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
 
-    from unseen.datasets.classifier import linear_probe
+    from unseen.datasets.classifier import PROBE_C_GRID, linear_probe
 
     rng = np.random.default_rng(1)
     for n_classes in (2, 3):
-        y = np.repeat(np.arange(n_classes), 40)
-        X = rng.normal(size=(40 * n_classes, 6)) * [1, 3, 0.3, 1, 1, 0.1] + y[:, None]
-        W, b = linear_probe(X, y, cache_dir=tmp_path)
-        assert W.shape == (n_classes, 6) and b.shape == (n_classes,)
-        ref = LogisticRegression(max_iter=3000).fit(X, y)
+        y = np.repeat(np.arange(n_classes), 60)
+        X = rng.normal(size=(60 * n_classes, 30))  # 30 dimensions, two informative: over-fits without L2
+        X[:, :2] += y[:, None]
+        Xt, yt, Xv, yv = X[::2], y[::2], X[1::2], y[1::2]
+        W, b = linear_probe(Xt, yt, Xv, yv, cache_dir=tmp_path)
+        assert W.shape == (n_classes, 30) and b.shape == (n_classes,)
+        # an independent search: every C fitted from scratch by another solver, the first lowest loss
+        fits = [LogisticRegression(C=C, solver="lbfgs", tol=1e-12, max_iter=10_000).fit(Xt, yt) for C in PROBE_C_GRID]
+        losses = [log_loss(yv, f.predict_proba(Xv)) for f in fits]
+        best = int(np.argmin(losses))
+        assert 0 < best < len(PROBE_C_GRID) - 1, losses  # an inner optimum, so the test checks the choice
         logits = X @ W.T + b
         p = np.exp(logits - logits.max(1, keepdims=True))
-        np.testing.assert_allclose(p / p.sum(1, keepdims=True), ref.predict_proba(X), atol=1e-4)
+        np.testing.assert_allclose(p / p.sum(1, keepdims=True), fits[best].predict_proba(X), atol=1e-5)
+
+
+def test_linear_probe_rejects_an_unordered_grid(tmp_path):
+    from unseen.datasets.classifier import linear_probe
+
+    X, y = np.eye(4), np.array([0, 1, 0, 1])
+    with pytest.raises(ValueError, match="ascending"):
+        linear_probe(X, y, X, y, cs=(1.0, 0.1), cache_dir=tmp_path)

@@ -100,7 +100,7 @@ def load_digits_benchmark(
             label=f"digits/{representation}-seed{seed}",
         )
         head = linear_probe(
-            F["train"], y_tr, seed=seed, cache_dir=cache_dir, label=f"digits/probe-{representation}-seed{seed}"
+            F["train"], y_tr, F["val"], y_val, cache_dir=cache_dir, label=f"digits/probe-{representation}-seed{seed}"
         )
         what = (
             f"EfficientNet-Lite0 (ImageNet, frozen) features at {_encoders.IMAGE_SIZE} px with a logistic-regression "

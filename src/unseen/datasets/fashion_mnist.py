@@ -273,7 +273,8 @@ def load_fashion_mnist(
         head = linear_probe(
             F["train"],
             labels["train"],
-            seed=seed,
+            F["val"],
+            labels["val"],
             cache_dir=cache_dir,
             label=f"fashion-mnist/probe-{representation}-{size}-seed{seed}",
         )

@@ -226,7 +226,6 @@ def _known_class_sets(
     known: Sequence[str],
     rows: dict[str, np.ndarray],
     near: str,
-    seed: int,
     cache_dir: str | os.PathLike | None,
     probe_label: str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -236,7 +235,7 @@ def _known_class_sets(
     remap = {code[c]: i for i, c in enumerate(known)}
     labels = {k: np.array([remap[int(v)] for v in y[rows[k]]], dtype=np.int64) for k in ("train", "val", "test")}
     tr, va, te, nr = standardise(*(X[rows[k]] for k in ("train", "val", "test", near)))
-    head = linear_probe(tr, labels["train"], seed=seed, cache_dir=cache_dir, label=probe_label)
+    head = linear_probe(tr, labels["train"], va, labels["val"], cache_dir=cache_dir, label=probe_label)
     return tr, va, te, nr, labels, head
 
 
@@ -260,7 +259,6 @@ def load_satellite(
         known,
         rows,
         "near: held-out classes",
-        seed,
         cache_dir,
         f"satellite/probe-{representation}-{size}-seed{seed}",
     )
@@ -326,7 +324,6 @@ def load_letter(
         known,
         rows,
         "near: held-out letters",
-        seed,
         cache_dir,
         f"letter/probe-{representation}-{size}-seed{seed}",
     )

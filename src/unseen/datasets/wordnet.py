@@ -190,7 +190,8 @@ def load_wordnet(
     head = linear_probe(
         enc["train"],
         labels["train"],
-        seed=seed,
+        enc["val"],
+        labels["val"],
         cache_dir=cache_dir,
         label=f"wordnet/probe-{representation}-{size}-seed{seed}",
     )
